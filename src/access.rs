@@ -1,0 +1,124 @@
+//! The access-phase handler: the decision for each request, its per-request
+//! record for the variables, and the log line for a denial.
+
+use core::ptr;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+
+use ngx::ffi::*;
+use ngx::http::{HttpModule, HttpModuleLocationConf, Request};
+
+use crate::policy::Reason;
+use crate::tls::{client_cert, ClientCert};
+use crate::Module;
+
+/// The outcome for one request in its current location.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    Off,
+    Allow,
+    Deny(Reason),
+}
+
+impl Verdict {
+    pub fn decision(self) -> &'static str {
+        match self {
+            Verdict::Off => "off",
+            Verdict::Allow => "allow",
+            Verdict::Deny(_) => "deny",
+        }
+    }
+
+    pub fn reason(self) -> &'static str {
+        match self {
+            Verdict::Deny(reason) => reason.as_str(),
+            _ => "",
+        }
+    }
+}
+
+/// The verdict for `r`, computed once per request and location: nginx clears
+/// module contexts on an internal redirect, so a new location decides anew.
+pub fn verdict(r: &mut Request) -> Verdict {
+    if let Some(v) = r.get_module_ctx::<Verdict>(Module::module()) {
+        return *v;
+    }
+    let verdict = decide(r);
+    let slot = r.pool().alloc_type::<Verdict>();
+    if !slot.is_null() {
+        // SAFETY: `slot` is fresh, aligned memory for a Verdict in the
+        // request pool, which lives as long as the request.
+        unsafe { ptr::write(slot, verdict) };
+        r.set_module_ctx(slot.cast(), Module::module());
+    }
+    verdict
+}
+
+fn decide(r: &Request) -> Verdict {
+    let Some(lcf) = Module::location_conf(r) else {
+        return Verdict::Deny(Reason::BadCert);
+    };
+    if !lcf.enabled() {
+        return Verdict::Off;
+    }
+    // SAFETY: the request's connection is live while the request is.
+    let cert = unsafe { client_cert(r.connection()) };
+    match lcf.policy.decide(&cert.peer()) {
+        Ok(()) => Verdict::Allow,
+        Err(reason) => Verdict::Deny(reason),
+    }
+}
+
+pub extern "C" fn access_handler(r: *mut ngx_http_request_t) -> ngx_int_t {
+    // SAFETY: nginx passes the live request being processed.
+    let r = unsafe { Request::from_ngx_http_request(r) };
+    catch_unwind(AssertUnwindSafe(|| handle(r)))
+        .unwrap_or(NGX_HTTP_INTERNAL_SERVER_ERROR as ngx_int_t)
+}
+
+fn handle(r: &mut Request) -> ngx_int_t {
+    match verdict(r) {
+        Verdict::Off => NGX_DECLINED as ngx_int_t,
+        // NGX_OK rather than NGX_DECLINED, so that under `satisfy any` a
+        // valid certificate is enough.
+        Verdict::Allow => NGX_OK as ngx_int_t,
+        Verdict::Deny(reason) => {
+            log_denial(r, reason);
+            Module::location_conf(r).map_or(NGX_HTTP_FORBIDDEN as ngx_int_t, |lcf| {
+                lcf.deny_status as ngx_int_t
+            })
+        }
+    }
+}
+
+fn log_denial(r: &Request, reason: Reason) {
+    // SAFETY: the request's connection is live while the request is.
+    let cert = unsafe { client_cert(r.connection()) };
+    let log = r.log();
+    match cert {
+        ClientCert::Verified(id) => {
+            ngx::ngx_log_error!(
+                NGX_LOG_ERR,
+                log,
+                "access forbidden by mtls: {}, subject: \"{}\", serial: {}",
+                reason.as_str(),
+                id.subject,
+                id.serial
+            );
+        }
+        ClientCert::Unverified(verify) => {
+            ngx::ngx_log_error!(
+                NGX_LOG_ERR,
+                log,
+                "access forbidden by mtls: {} ({})",
+                reason.as_str(),
+                verify.error_string()
+            );
+        }
+        ClientCert::Unreadable(e) => {
+            ngx::ngx_log_error!(NGX_LOG_ERR, log, "access forbidden by mtls: {}, {e}", reason.as_str());
+        }
+        ClientCert::None => {
+            ngx::ngx_log_error!(NGX_LOG_ERR, log, "access forbidden by mtls: {}", reason.as_str());
+        }
+    }
+}

@@ -1,0 +1,321 @@
+//! Directives and per-level configuration.
+//!
+//! Parsing of every rule happens here, at configuration time, so that a bad
+//! value fails `nginx -t` with the directive, the value and the file:line.
+
+use core::ffi::{c_char, c_void};
+use core::ptr;
+use std::sync::Arc;
+
+use ngx::core::{NgxStr, NGX_CONF_ERROR, NGX_CONF_OK};
+use ngx::ffi::*;
+use ngx::http::{HttpModule, HttpModuleServerConf, Merge, MergeConfigError};
+use ngx::ngx_string;
+
+use crate::hex::{parse_fingerprint, Serial};
+use crate::identity::dn::Dn;
+use crate::identity::san::SanRule;
+use crate::identity::spiffe::SpiffePattern;
+use crate::policy::{IdentityRules, Policy};
+use crate::Module;
+
+/// nginx's `NGX_CONF_UNSET_UINT`, a cast macro bindgen does not carry over.
+const NGX_CONF_UNSET_UINT: ngx_uint_t = ngx_uint_t::MAX;
+
+pub struct LocConf {
+    /// `mtls`: `NGX_CONF_UNSET` until set here or inherited.
+    pub mtls: ngx_flag_t,
+    pub deny_status: ngx_uint_t,
+    pub policy: Policy,
+    /// Whether this level itself sets a rule (not only inherits one).
+    own_rules: bool,
+}
+
+impl Default for LocConf {
+    fn default() -> Self {
+        LocConf {
+            mtls: NGX_CONF_UNSET as ngx_flag_t,
+            deny_status: NGX_CONF_UNSET_UINT,
+            policy: Policy::default(),
+            own_rules: false,
+        }
+    }
+}
+
+impl LocConf {
+    /// `mtls` is on where set so, or where unset and a rule is in effect.
+    pub fn enabled(&self) -> bool {
+        match self.mtls {
+            v if v == NGX_CONF_UNSET as ngx_flag_t => self.policy.has_rules(),
+            v => v != 0,
+        }
+    }
+}
+
+impl Merge for LocConf {
+    fn merge(&mut self, prev: &Self) -> Result<(), MergeConfigError> {
+        if self.mtls == NGX_CONF_UNSET as ngx_flag_t && !self.own_rules {
+            self.mtls = prev.mtls;
+        }
+        if self.deny_status == NGX_CONF_UNSET_UINT {
+            self.deny_status = if prev.deny_status == NGX_CONF_UNSET_UINT {
+                NGX_HTTP_FORBIDDEN as ngx_uint_t
+            } else {
+                prev.deny_status
+            };
+        }
+        self.policy.inherit(&prev.policy);
+        Ok(())
+    }
+}
+
+/// Where `mtls` directives appear in a server, to check at the end of the
+/// configuration that the server asks for client certificates.
+#[derive(Default)]
+pub struct SrvConf {
+    /// The first `mtls` directive inside this server block.
+    pub first_use: Option<(ngx_str_t, ngx_uint_t)>,
+    /// Whether `mtls` directives at the http level apply to this server.
+    pub inherited: bool,
+}
+
+impl Merge for SrvConf {
+    fn merge(&mut self, prev: &Self) -> Result<(), MergeConfigError> {
+        self.inherited = prev.first_use.is_some() || prev.inherited;
+        Ok(())
+    }
+}
+
+const RULE_FLAGS: ngx_uint_t =
+    (NGX_HTTP_MAIN_CONF | NGX_HTTP_SRV_CONF | NGX_HTTP_LOC_CONF | NGX_CONF_1MORE) as ngx_uint_t;
+
+/// The rule families that share [`set_rule`]; stored in the command's `post`.
+#[derive(Clone, Copy)]
+enum Rule {
+    Cn,
+    Dn,
+    San,
+    Spiffe,
+    Fingerprint,
+    Issuer,
+    DenySerial,
+}
+
+macro_rules! rule_command {
+    ($name:literal, $rule:expr) => {
+        ngx_command_t {
+            name: ngx_string!($name),
+            type_: RULE_FLAGS,
+            set: Some(set_rule),
+            conf: NGX_HTTP_LOC_CONF_OFFSET,
+            offset: 0,
+            post: &$rule as *const Rule as *mut c_void,
+        }
+    };
+}
+
+pub static mut NGX_HTTP_MTLS_COMMANDS: [ngx_command_t; 10] = [
+    ngx_command_t {
+        name: ngx_string!("mtls"),
+        type_: (NGX_HTTP_MAIN_CONF | NGX_HTTP_SRV_CONF | NGX_HTTP_LOC_CONF | NGX_CONF_FLAG)
+            as ngx_uint_t,
+        set: Some(set_mtls),
+        conf: NGX_HTTP_LOC_CONF_OFFSET,
+        offset: core::mem::offset_of!(LocConf, mtls),
+        post: ptr::null_mut(),
+    },
+    rule_command!("mtls_allow_cn", Rule::Cn),
+    rule_command!("mtls_allow_dn", Rule::Dn),
+    rule_command!("mtls_allow_san", Rule::San),
+    rule_command!("mtls_allow_spiffe", Rule::Spiffe),
+    rule_command!("mtls_allow_fingerprint", Rule::Fingerprint),
+    rule_command!("mtls_issuer", Rule::Issuer),
+    rule_command!("mtls_deny_serial", Rule::DenySerial),
+    ngx_command_t {
+        name: ngx_string!("mtls_deny_status"),
+        type_: (NGX_HTTP_MAIN_CONF | NGX_HTTP_SRV_CONF | NGX_HTTP_LOC_CONF | NGX_CONF_TAKE1)
+            as ngx_uint_t,
+        set: Some(set_deny_status),
+        conf: NGX_HTTP_LOC_CONF_OFFSET,
+        offset: 0,
+        post: ptr::null_mut(),
+    },
+    ngx_command_t::empty(),
+];
+
+/// The directive's arguments, name first.
+///
+/// # Safety
+/// `cf` must be the `ngx_conf_t` nginx passes to a directive handler; its
+/// `args` array then holds `nelts` initialized `ngx_str_t`, the name first.
+unsafe fn args<'a>(cf: *mut ngx_conf_t) -> &'a [ngx_str_t] {
+    let args = &*(*cf).args;
+    core::slice::from_raw_parts(args.elts as *const ngx_str_t, args.nelts)
+}
+
+/// Logs `"NAME" directive has invalid value "VALUE": REASON` at `emerg`;
+/// nginx appends the file and line.
+pub(crate) fn invalid_value(
+    cf: *mut ngx_conf_t,
+    name: &ngx_str_t,
+    value: &ngx_str_t,
+    reason: impl core::fmt::Display,
+) -> *mut c_char {
+    // SAFETY: both strings come from the directive's argument array, which
+    // lives as long as the configuration being parsed.
+    let (name, value) = unsafe { (NgxStr::from_ngx_str(*name), NgxStr::from_ngx_str(*value)) };
+    ngx::ngx_conf_log_error!(
+        NGX_LOG_EMERG,
+        cf,
+        "\"{name}\" directive has invalid value \"{value}\": {reason}"
+    );
+    NGX_CONF_ERROR
+}
+
+/// Records that `mtls` is configured in the server being parsed.
+///
+/// # Safety
+/// `cf` must be a configuration being parsed in the http block.
+unsafe fn mark_server_use(cf: *mut ngx_conf_t) {
+    let Some(scf) = Module::server_conf_mut(&*cf) else {
+        return;
+    };
+    if scf.first_use.is_none() {
+        let file = &*(*cf).conf_file;
+        scf.first_use = Some((file.file.name, file.line));
+    }
+}
+
+extern "C" fn set_mtls(cf: *mut ngx_conf_t, cmd: *mut ngx_command_t, conf: *mut c_void) -> *mut c_char {
+    // SAFETY: nginx calls directive handlers with valid pointers; `conf` is
+    // this module's LocConf, which `offset` points into.
+    unsafe {
+        let rv = ngx_conf_set_flag_slot(cf, cmd, conf);
+        if rv == NGX_CONF_OK && (*conf.cast::<LocConf>()).mtls != 0 {
+            mark_server_use(cf);
+        }
+        rv
+    }
+}
+
+extern "C" fn set_deny_status(
+    cf: *mut ngx_conf_t,
+    _cmd: *mut ngx_command_t,
+    conf: *mut c_void,
+) -> *mut c_char {
+    // SAFETY: nginx calls directive handlers with valid pointers; `conf` is
+    // this module's LocConf; TAKE1 guarantees two arguments.
+    let (lcf, args) = unsafe { (&mut *conf.cast::<LocConf>(), args(cf)) };
+    if lcf.deny_status != NGX_CONF_UNSET_UINT {
+        return c"is duplicate".as_ptr().cast_mut();
+    }
+    // SAFETY: the argument is a valid ngx_str_t of the directive.
+    let value = unsafe { NgxStr::from_ngx_str(args[1]) };
+    match value.to_str().ok().and_then(|s| s.parse::<ngx_uint_t>().ok()) {
+        Some(status @ 400..=599) if value.as_bytes()[0].is_ascii_digit() => {
+            lcf.deny_status = status;
+            NGX_CONF_OK
+        }
+        _ => invalid_value(cf, &args[0], &args[1], "must be between 400 and 599"),
+    }
+}
+
+extern "C" fn set_rule(cf: *mut ngx_conf_t, cmd: *mut ngx_command_t, conf: *mut c_void) -> *mut c_char {
+    // SAFETY: nginx calls directive handlers with valid pointers; `conf` is
+    // this module's LocConf and `post` one of the `Rule` statics above.
+    let (lcf, rule, args) =
+        unsafe { (&mut *conf.cast::<LocConf>(), *(*cmd).post.cast::<Rule>(), args(cf)) };
+    // 1MORE guarantees at least one value after the name.
+    for value in &args[1..] {
+        // SAFETY: the argument is a valid ngx_str_t of the directive.
+        let text = match unsafe { NgxStr::from_ngx_str(*value) }.to_str() {
+            Ok(text) => text,
+            Err(_) => return invalid_value(cf, &args[0], value, "not valid UTF-8"),
+        };
+        if let Err(reason) = add_rule(&mut lcf.policy, rule, text) {
+            return invalid_value(cf, &args[0], value, reason);
+        }
+    }
+    lcf.own_rules = true;
+    // SAFETY: `cf` is the configuration being parsed.
+    unsafe { mark_server_use(cf) };
+    NGX_CONF_OK
+}
+
+/// Adds one value of a rule directive to the policy of this level.
+fn add_rule(policy: &mut Policy, rule: Rule, text: &str) -> Result<(), String> {
+    fn identity(policy: &mut Policy) -> &mut IdentityRules {
+        // Unique while the level is parsed: inheritance shares the rules
+        // only at merge time, after every directive has been read.
+        Arc::make_mut(policy.identity.get_or_insert_with(Default::default))
+    }
+    let err = |e: &dyn core::fmt::Display| e.to_string();
+    match rule {
+        Rule::Cn if text.is_empty() => return Err("empty name".into()),
+        Rule::Cn => identity(policy).add_cn(text),
+        Rule::Dn => identity(policy).add_dn(Dn::parse(text).map_err(|e| err(&e))?),
+        Rule::San => identity(policy).add_san(SanRule::parse(text).map_err(|e| err(&e))?),
+        Rule::Spiffe => {
+            identity(policy).add_spiffe(SpiffePattern::parse(text).map_err(|e| err(&e))?)
+        }
+        Rule::Fingerprint => {
+            identity(policy).add_fingerprint(parse_fingerprint(text).map_err(|e| err(&e))?)
+        }
+        Rule::Issuer => {
+            let dn = Dn::parse(text).map_err(|e| err(&e))?;
+            Arc::make_mut(policy.issuers.get_or_insert_with(Default::default)).insert(dn);
+        }
+        Rule::DenySerial => {
+            let serial = Serial::parse(text).map_err(|e| err(&e))?;
+            Arc::make_mut(policy.deny_serials.get_or_insert_with(Default::default)).insert(serial);
+        }
+    }
+    Ok(())
+}
+
+/// Refuses a server that has `mtls` rules of its own but never asks for a
+/// client certificate, and warns where only http-level rules reach it:
+/// every request there would be denied.
+///
+/// # Safety
+/// `cf` must be the configuration nginx passes to postconfiguration, after
+/// the servers were merged.
+pub unsafe fn check_servers(cf: *mut ngx_conf_t) -> Result<(), ()> {
+    use ngx::http::{HttpModuleMainConf, NgxHttpCoreModule};
+
+    let cmcf = NgxHttpCoreModule::main_conf(&*cf).ok_or(())?;
+    let servers = core::slice::from_raw_parts(
+        cmcf.servers.elts as *const *mut ngx_http_core_srv_conf_t,
+        cmcf.servers.nelts,
+    );
+    let ssl_index = (*ptr::addr_of!(ngx_http_ssl_module)).ctx_index;
+    for &cscf in servers {
+        let ctx = &*(*cscf).ctx;
+        let scf = &*(*ctx.srv_conf.add(Module::module().ctx_index)).cast::<SrvConf>();
+        let sscf = &*(*ctx.srv_conf.add(ssl_index)).cast::<ngx_http_ssl_srv_conf_t>();
+        if sscf.verify != 0 {
+            continue;
+        }
+        let server = core::ffi::CStr::from_ptr((*cscf).file_name.cast()).to_string_lossy();
+        let line = (*cscf).line;
+        if let Some((file, used_at)) = scf.first_use {
+            ngx::ngx_log_error!(
+                NGX_LOG_EMERG,
+                (*cf).log,
+                "\"mtls\" in {}:{} requires \"ssl_verify_client\" in the server defined in {server}:{line}",
+                NgxStr::from_ngx_str(file),
+                used_at
+            );
+            return Err(());
+        }
+        let lcf = &*(*ctx.loc_conf.add(Module::module().ctx_index)).cast::<LocConf>();
+        if scf.inherited && lcf.enabled() {
+            ngx::ngx_log_error!(
+                NGX_LOG_WARN,
+                (*cf).log,
+                "\"mtls\" is enabled but \"ssl_verify_client\" is not set in the server defined in {server}:{line}, every request there is denied"
+            );
+        }
+    }
+    Ok(())
+}

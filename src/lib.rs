@@ -1,0 +1,103 @@
+//! `ngx_http_mtls_module`: client-certificate identity policy for nginx.
+//!
+//! This file holds the module's statics and lifecycle hooks only; see
+//! `conf` (directives), `access` (the decision per request), `tls` (the
+//! connection's certificate), `identity` (what a certificate says),
+//! `policy` (rules and matching) and `variables`.
+
+pub mod hex;
+pub mod identity;
+pub mod policy;
+
+#[cfg(not(test))]
+mod access;
+#[cfg(not(test))]
+mod conf;
+#[cfg(not(test))]
+mod tls;
+#[cfg(not(test))]
+mod variables;
+
+#[cfg(not(test))]
+pub use module::ngx_http_mtls_module;
+
+/// The nginx glue. It is left out of unit tests, which link no nginx.
+#[cfg(not(test))]
+mod module {
+    use core::ffi::c_void;
+    use core::ptr;
+
+    use ngx::ffi::*;
+    use ngx::http::{
+        HttpModule, HttpModuleLocationConf, HttpModuleMainConf, HttpModuleServerConf,
+        NgxHttpCoreModule,
+    };
+
+    use crate::conf::{LocConf, SrvConf, NGX_HTTP_MTLS_COMMANDS};
+
+    pub(crate) struct Module;
+
+    impl HttpModule for Module {
+        fn module() -> &'static ngx_module_t {
+            // SAFETY: the module static is initialized at load and only
+            // nginx writes to it (its index), before any request.
+            unsafe { &*ptr::addr_of!(ngx_http_mtls_module) }
+        }
+
+        unsafe extern "C" fn preconfiguration(cf: *mut ngx_conf_t) -> ngx_int_t {
+            crate::variables::add_variables(cf)
+        }
+
+        unsafe extern "C" fn postconfiguration(cf: *mut ngx_conf_t) -> ngx_int_t {
+            if crate::conf::check_servers(cf).is_err() {
+                return NGX_ERROR as ngx_int_t;
+            }
+            let Some(cmcf) = NgxHttpCoreModule::main_conf_mut(&*cf) else {
+                return NGX_ERROR as ngx_int_t;
+            };
+            let phase = ngx_http_phases_NGX_HTTP_ACCESS_PHASE as usize;
+            let h = ngx_array_push(&mut cmcf.phases[phase].handlers)
+                .cast::<ngx_http_handler_pt>();
+            if h.is_null() {
+                return NGX_ERROR as ngx_int_t;
+            }
+            *h = Some(crate::access::access_handler);
+            NGX_OK as ngx_int_t
+        }
+    }
+
+    // SAFETY: the configuration types below are the ones the create/merge
+    // callbacks of NGX_HTTP_MTLS_MODULE_CTX allocate.
+    unsafe impl HttpModuleServerConf for Module {
+        type ServerConf = SrvConf;
+    }
+    unsafe impl HttpModuleLocationConf for Module {
+        type LocationConf = LocConf;
+    }
+
+    static NGX_HTTP_MTLS_MODULE_CTX: ngx_http_module_t = ngx_http_module_t {
+        preconfiguration: Some(Module::preconfiguration),
+        postconfiguration: Some(Module::postconfiguration),
+        create_main_conf: None,
+        init_main_conf: None,
+        create_srv_conf: Some(Module::create_srv_conf),
+        merge_srv_conf: Some(Module::merge_srv_conf),
+        create_loc_conf: Some(Module::create_loc_conf),
+        merge_loc_conf: Some(Module::merge_loc_conf),
+    };
+
+    ngx::ngx_modules!(ngx_http_mtls_module);
+
+    #[used]
+    #[no_mangle]
+    #[allow(non_upper_case_globals)]
+    pub static mut ngx_http_mtls_module: ngx_module_t = ngx_module_t {
+        ctx: ptr::addr_of!(NGX_HTTP_MTLS_MODULE_CTX) as *mut c_void,
+        commands: ptr::addr_of_mut!(NGX_HTTP_MTLS_COMMANDS) as *mut ngx_command_t,
+        type_: NGX_HTTP_MODULE as ngx_uint_t,
+        ..ngx_module_t::default()
+    };
+}
+
+#[cfg(not(test))]
+use module::Module;

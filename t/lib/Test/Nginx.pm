@@ -1,0 +1,954 @@
+package Test::Nginx;
+
+# Test harness for nginx modules: an independent implementation of the
+# public API of the Test::Nginx library of the nginx-tests suite, so that
+# test files written against that API run unchanged.  See the POD at the end.
+
+use strict;
+use warnings;
+
+use Exporter qw/import/;
+use Fcntl qw/:flock O_RDWR O_CREAT/;
+use File::Path qw/rmtree/;
+use File::Spec;
+use File::Temp qw/tempdir/;
+use IO::Socket::INET;
+use POSIX ();
+use Scalar::Util qw/refaddr weaken/;
+use Time::HiRes qw/sleep time/;
+
+# Loaded before our END block is compiled, so that our END (which may still
+# run tests) runs before the one of Test::Builder that reports the summary.
+use Test::More ();
+
+our @EXPORT = qw/log_in log_out http http_get http_head http_start http_end
+    http_content port/;
+our @EXPORT_OK = (@EXPORT, qw/http_gzip_request http_gzip_like/);
+our %EXPORT_TAGS = (gzip => [qw/http_gzip_request http_gzip_like/]);
+
+our $NGINX = $ENV{TEST_NGINX_BINARY} // '/usr/sbin/nginx';
+
+use constant {
+    START_TIMEOUT => 10,    # seconds for nginx to write its pid file
+    WAIT_TIMEOUT  => 5,     # waitforfile, waitforsocket, reload, daemons
+    IO_TIMEOUT    => 8,     # one http() exchange
+    QUIT_TIMEOUT  => 30,    # graceful shutdown before TERM is sent
+    TERM_TIMEOUT  => 10,    # fast shutdown before KILL is sent
+    POLL_INTERVAL => 0.05,
+
+    # Random ports are drawn below Linux's default ephemeral range
+    # (32768-60999), so that outgoing connections never occupy them.
+    PORT_MIN => 10000,
+    PORT_MAX => 32767,
+};
+
+# Modules that configure builds unless given --without-<name>_module.
+my %DEFAULT_MODULES = map { $_ => 1 } qw/
+    http_access http_auth_basic http_autoindex http_browser http_charset
+    http_empty_gif http_fastcgi http_geo http_grpc http_gzip http_limit_conn
+    http_limit_req http_map http_memcached http_mirror http_proxy
+    http_referer http_rewrite http_scgi http_split_clients http_ssi
+    http_upstream_hash http_upstream_ip_hash http_upstream_keepalive
+    http_upstream_least_conn http_upstream_random http_upstream_zone
+    http_userid http_uwsgi
+    mail_imap mail_pop3 mail_smtp
+    stream_access stream_geo stream_limit_conn stream_map stream_return
+    stream_set stream_split_clients stream_upstream_hash
+    stream_upstream_least_conn stream_upstream_random stream_upstream_zone
+/;
+
+# Features that are plain configure switches (--with-<name>), not modules.
+my %SWITCHES = map { $_ => 1 } qw/compat debug mail stream threads/;
+
+# Features that depend on the test machine rather than on nginx.
+my %HOST_FEATURES = (
+    cryptx     => sub { eval { require Crypt::Misc; 1 } },
+    socket_ssl => \&_have_socket_ssl,
+    socket_ssl_alpn =>
+        sub { _have_socket_ssl() && IO::Socket::SSL->can_alpn },
+    socket_ssl_sni =>
+        sub { _have_socket_ssl() && IO::Socket::SSL->can_client_sni },
+    socket_ssl_reused =>
+        sub { _have_socket_ssl() && IO::Socket::SSL->can('get_session_reused') },
+    socket_ssl_sslversion =>
+        sub { _have_socket_ssl() && IO::Socket::SSL->can('get_sslversion') },
+    symlink => sub { $^O ne 'MSWin32' },
+    unix    => sub { $^O ne 'MSWin32' },
+);
+
+my %VERSION_INFO;   # nginx binary => its "nginx -V" output
+my %PORTS;          # logical port => { port => real port, lock => handle }
+my %LIVE;           # refaddr => weak reference to every instance
+
+my $PORT_LOCK_DIR = File::Spec->catdir(File::Spec->tmpdir, 'nginx-test-ports');
+
+###############################################################################
+# Instance life cycle
+
+sub new {
+    my ($class) = @_;
+
+    my $self = bless {
+        testdir     => tempdir('nginx-test-XXXXXXXXXX', TMPDIR => 1),
+        owner       => $$,     # forked daemons must not clean up
+        daemons     => [],
+        requested   => [],     # features passed to has(), in order
+        skip_errors => {},     # log level => [patterns]
+    }, $class;
+
+    $LIVE{refaddr $self} = $self;
+    weaken($LIVE{refaddr $self});
+    _exit_on_signals();
+
+    return $self;
+}
+
+sub testdir { return $_[0]{testdir} }
+
+# A killing signal would skip END, leaving a daemonized nginx behind:
+# turn INT and TERM (^C, a harness timeout) into a normal exit instead.
+sub _exit_on_signals {
+    for my $sig (qw/INT TERM/) {
+        next if defined $SIG{$sig} && $SIG{$sig} ne '' && $SIG{$sig} ne 'DEFAULT';
+        $SIG{$sig} = sub { exit 1 };
+    }
+    return;
+}
+
+sub DESTROY {
+    my ($self) = @_;
+    $self->_finish;
+    delete $LIVE{refaddr $self};
+    return;
+}
+
+# Instances living in file-scoped lexicals are destroyed only after every
+# END block, too late to add tests: finish them here.
+END {
+    $_->_finish for grep { defined } values %LIVE;
+}
+
+sub _finish {
+    my ($self) = @_;
+    return if $self->{finished} || $self->{owner} != $$;
+    $self->{finished} = 1;
+
+    # Keep the exit status of the test file, whatever we run here.
+    local ($?, $@, $!);
+
+    eval { $self->stop; 1 } or Test::More::diag("Can't stop nginx: $@");
+    $self->_check_error_logs if $self->{planned};
+
+    my $dir = $self->{testdir};
+    Test::More::diag(_slurp("$dir/error.log")) if $ENV{TEST_NGINX_CATLOG};
+
+    if ($ENV{TEST_NGINX_LEAVE}) {
+        Test::More::diag("test directory kept: $dir");
+    } else {
+        rmtree($dir);
+    }
+    return;
+}
+
+###############################################################################
+# Features and plan
+
+sub has {
+    my ($self, @features) = @_;
+    for my $feature (@features) {
+        Test::More::plan(skip_all => "no $feature")
+            unless $self->has_feature($feature);
+        push @{$self->{requested}}, $feature;
+    }
+    return $self;
+}
+
+sub has_feature {
+    my ($self, $feature) = @_;
+
+    return $HOST_FEATURES{$feature}->() ? 1 : 0 if $HOST_FEATURES{$feature};
+    return $self->_has_openssl($1) if $feature =~ /^openssl:([\d.]+)$/;
+    return $self->has_module($feature);
+}
+
+sub has_module {
+    my ($self, $feature) = @_;
+    my $args = $self->_configure_args;
+
+    return $args !~ /--without-http(?!\S)/ if $feature eq 'http';
+    return $args !~ /--without-http-cache(?!\S)/ if $feature eq 'cache';
+    return $args !~ /--without-pcre(?!\S)/ if $feature eq 'pcre';
+    return _nginx_v() =~ /TLS SNI support enabled/ ? 1 : 0 if $feature eq 'sni';
+
+    my $module = _module_name($feature);
+
+    # stream_* and mail_* modules are useless without their core module.
+    if ($module =~ /^(stream|mail)_/) {
+        return 0 unless $self->has_module($1);
+    }
+
+    return $args !~ /--without-${module}_module(?!\S)/ ? 1 : 0
+        if $DEFAULT_MODULES{$module};
+
+    my $option = $SWITCHES{$module} ? "--with-$module" : "--with-${module}_module";
+    return 0 unless $args =~ /(?:^|\s)\Q$option\E(=dynamic)?(?!\S)/;
+
+    # A dynamic module is there only if its shared object is installed.
+    return !$1 || defined $self->_dynamic_module_file($module) ? 1 : 0;
+}
+
+sub has_version {
+    my ($self, $version) = @_;
+    my ($have) = _nginx_v() =~ m{nginx version: [^/\s]+/([\d.]+)}
+        or die "Can't find the version of $NGINX\n";
+    return _version_at_least($have, $version);
+}
+
+sub has_daemon {
+    my ($self, $program) = @_;
+    Test::More::plan(skip_all => "$program not found")
+        unless _find_program($program);
+    return $self;
+}
+
+sub plan {
+    my ($self, $count) = @_;
+    # The two checks of error.log are added at the end, see _finish().
+    Test::More::plan(tests => $count + 2);
+    $self->{planned} = 1;
+    return $self;
+}
+
+sub todo_alerts {
+    my ($self) = @_;
+    $self->{todo_alerts} = 1;
+    return $self;
+}
+
+sub skip_errors_check {
+    my ($self, $level, @patterns) = @_;
+    push @{$self->{skip_errors}{$level}}, @patterns;
+    return $self;
+}
+
+# "rewrite" is the module http_rewrite; names with a prefix and configure
+# switches stay as they are.
+sub _module_name {
+    my ($feature) = @_;
+    return $feature if $SWITCHES{$feature} || $feature =~ /^(?:http|stream|mail)_/;
+    return "http_$feature";
+}
+
+sub _nginx_v {
+    return $VERSION_INFO{$NGINX} //= do {
+        my $pid = open(my $pipe, '-|') // die "Can't fork: $!\n";
+        if ($pid == 0) {
+            open STDERR, '>&', \*STDOUT or POSIX::_exit(127);
+            exec { $NGINX } $NGINX, '-V' or POSIX::_exit(127);
+        }
+        local $/;
+        my $output = <$pipe> // '';
+        close $pipe;
+        $output =~ /nginx version:/ or die "Can't run $NGINX -V\n";
+        $output;
+    };
+}
+
+sub _configure_args {
+    my ($args) = _nginx_v() =~ /^configure arguments:(.*)$/m;
+    return $args // '';
+}
+
+sub _has_openssl {
+    my ($self, $need) = @_;
+    # Both the build and the run time library (when they differ) must do.
+    my @versions = _nginx_v() =~ /with OpenSSL (\d[\d.]*)/g or return 0;
+    return (grep { !_version_at_least($_, $need) } @versions) ? 0 : 1;
+}
+
+sub _version_at_least {
+    my ($have, $need) = @_;
+    my @have = split /\./, $have;
+    for my $part (split /\./, $need) {
+        my $mine = shift(@have) // 0;
+        return $mine > $part ? 1 : 0 if $mine != $part;
+    }
+    return 1;
+}
+
+sub _have_socket_ssl { return eval { require IO::Socket::SSL; 1 } ? 1 : 0 }
+
+sub _find_program {
+    my ($program) = @_;
+    return -x $program if $program =~ m{/};
+    return grep { -f "$_/$program" && -x _ } File::Spec->path;
+}
+
+# Shared object of a dynamic module: in the configured modules path (a
+# packaged nginx) or beside the binary (objs/ of a source tree).
+sub _dynamic_module_file {
+    my ($self, $module) = @_;
+    my $args = $self->_configure_args;
+
+    my ($modules) = $args =~ /--modules-path=(\S+)/;
+    unless (defined $modules) {
+        my ($prefix) = $args =~ /--prefix=(\S+)/;
+        $modules = ($prefix // '/usr/local/nginx') . '/modules';
+    }
+    my ($volume, $bindir) = File::Spec->splitpath($NGINX);
+
+    (my $file = "ngx_${module}_module.so") =~ s/^ngx_http_xslt_/ngx_http_xslt_filter_/;
+    for my $dir ($modules, File::Spec->catpath($volume, $bindir, '')) {
+        my $path = File::Spec->catfile($dir, $file);
+        return File::Spec->rel2abs($path) if -f $path;
+    }
+    return;
+}
+
+# load_module lines for the dynamic modules behind the features asked for
+# with has(), core modules first, skipping what TEST_NGINX_GLOBALS loads.
+sub _load_modules {
+    my ($self) = @_;
+    my $globals = $ENV{TEST_NGINX_GLOBALS} // '';
+    my (@files, %seen);
+
+    for my $feature (@{$self->{requested}}) {
+        next if $HOST_FEATURES{$feature} || $feature =~ /:/;
+        my $module = _module_name($feature);
+        my @modules = $module =~ /^(stream|mail)_/ ? ($1, $module) : ($module);
+        for my $file (map { $self->_dynamic_module_file($_) } @modules) {
+            next if !defined $file || $seen{$file}++;
+            my ($name) = $file =~ m{([^/]+)$};
+            push @files, $file unless $globals =~ /\Q$name\E/;
+        }
+    }
+    return join '', map { "load_module $_;\n" } @files;
+}
+
+###############################################################################
+# Files
+
+sub write_file {
+    my ($self, $name, $content) = @_;
+    my $path = "$self->{testdir}/$name";
+    open my $fh, '>', $path or die "Can't create $path: $!\n";
+    binmode $fh;
+    print {$fh} $content;
+    close $fh or die "Can't write $path: $!\n";
+    return $self;
+}
+
+sub write_file_expand {
+    my ($self, $name, $content) = @_;
+
+    # A config without %%TEST_GLOBALS%% still needs its pid and error log
+    # in the test directory: run() then passes them with -g.
+    $self->{globals_in_config} = 1 if $content =~ /%%TEST_GLOBALS%%/;
+
+    $content =~ s/%%TEST_GLOBALS%%/$self->test_globals/ge;
+    $content =~ s/%%TEST_GLOBALS_HTTP%%/$self->test_globals_http/ge;
+    $content =~ s/%%TEST_GLOBALS_STREAM%%/$self->test_globals_stream/ge;
+    $content =~ s/%%TESTDIR%%/$self->{testdir}/g;
+    $content =~ s/%%PORT_(\d+)(?:_UDP)?%%/port($1)/ge;
+
+    return $self->write_file($name, $content);
+}
+
+sub read_file {
+    my ($self, $name) = @_;
+    return _read("$self->{testdir}/$name");
+}
+
+sub _read {
+    my ($path) = @_;
+    open my $fh, '<', $path or die "Can't open $path: $!\n";
+    binmode $fh;
+    local $/;
+    return scalar(<$fh>) // '';
+}
+
+# For files that nginx may not have written (yet).
+sub _slurp {
+    my ($path) = @_;
+    return -e $path ? _read($path) : '';
+}
+
+sub test_globals {
+    my ($self) = @_;
+    my $dir = $self->{testdir};
+    return "pid $dir/nginx.pid;\n"
+        . "error_log $dir/error.log debug;\n"
+        . _env_lines('TEST_NGINX_GLOBALS')
+        . $self->_load_modules;
+}
+
+sub test_globals_http {
+    my ($self) = @_;
+    my $dir = $self->{testdir};
+
+    my $globals = "access_log $dir/access.log;\n"
+        . "client_body_temp_path $dir/client_body_temp;\n";
+    # The directive does not exist when its module is configured out.
+    for my $module (qw/fastcgi proxy uwsgi scgi/) {
+        $globals .= "${module}_temp_path $dir/${module}_temp;\n"
+            if $self->has_module($module);
+    }
+    return $globals . _env_lines('TEST_NGINX_GLOBALS_HTTP');
+}
+
+sub test_globals_stream {
+    return _env_lines('TEST_NGINX_GLOBALS_STREAM');
+}
+
+sub _env_lines {
+    my ($name) = @_;
+    my $value = $ENV{$name} // '';
+    return $value eq '' || $value =~ /\n\z/ ? $value : "$value\n";
+}
+
+###############################################################################
+# Ports
+
+# The same real port for a logical port during the whole test file.  The
+# port is probed free for both TCP and UDP (so the udp option of upstream
+# is accepted and needs no special handling), and a lock on a per-port file
+# is held until exit, so that parallel test files never pick the same port
+# between our probe and nginx's bind.
+sub port {
+    my ($logical) = @_;
+    # Not "//=", which would add an undefined entry that _allocate_port()
+    # then finds in %PORTS.
+    $PORTS{$logical} = _allocate_port() unless $PORTS{$logical};
+    return $PORTS{$logical}{port};
+}
+
+sub _allocate_port {
+    my %taken = map { $_->{port} => 1 } values %PORTS;
+    for (1 .. 200) {
+        my $port = PORT_MIN + int rand(PORT_MAX - PORT_MIN + 1);
+        next if $taken{$port};
+        my $lock = _lock_port($port) or next;
+        return { port => $port, lock => $lock } if _port_is_free($port);
+    }
+    die "Can't find a free port (locks in $PORT_LOCK_DIR)\n";
+}
+
+sub _lock_port {
+    my ($port) = @_;
+    # Created open to everybody, so that other users' test runs can lock
+    # their ports too.
+    chmod 0777, $PORT_LOCK_DIR if mkdir $PORT_LOCK_DIR;
+    sysopen(my $fh, "$PORT_LOCK_DIR/$port", O_RDWR | O_CREAT, 0666) or return;
+    flock($fh, LOCK_EX | LOCK_NB) or return;
+    return $fh;
+}
+
+sub _port_is_free {
+    my ($port) = @_;
+    my $tcp = IO::Socket::INET->new(Proto => 'tcp', Listen => 1,
+        ReuseAddr => 1, LocalAddr => "127.0.0.1:$port") or return 0;
+    my $udp = IO::Socket::INET->new(Proto => 'udp',
+        LocalAddr => "127.0.0.1:$port") or return 0;
+    return 1;    # both sockets are closed here
+}
+
+###############################################################################
+# nginx processes
+
+sub run {
+    my ($self) = @_;
+    unless ($self->_start) {
+        Test::More::diag(_slurp("$self->{testdir}/stderr"));
+        die "Can't start nginx\n";
+    }
+    return $self;
+}
+
+sub try_run {
+    my ($self, $message) = @_;
+    unless ($self->_start) {
+        if ($ENV{TEST_NGINX_VERBOSE}) {
+            Test::More::note($self->read_file('nginx.conf'));
+            Test::More::note(_slurp("$self->{testdir}/stderr"));
+        }
+        Test::More::plan(skip_all => $message);
+    }
+    return $self;
+}
+
+# Starts nginx; true once its master process has written the pid file.
+sub _start {
+    my ($self) = @_;
+    my $dir = $self->{testdir};
+    unlink "$dir/nginx.pid";
+
+    my @command = ($NGINX, '-p', "$dir/", '-c', 'nginx.conf');
+    push @command, '-e', 'error.log' if $self->has_version('1.19.5');
+    push @command, '-g', "pid $dir/nginx.pid; error_log $dir/error.log debug;"
+        unless $self->{globals_in_config};
+    Test::More::note("starting: @command") if $ENV{TEST_NGINX_VERBOSE};
+
+    # Messages written before the error log is open (and sanitizer
+    # reports) go to stderr: keep them for the failure message and checks.
+    my $launcher = _spawn(sub {
+        open STDERR, '>>', "$dir/stderr" or die "Can't open $dir/stderr: $!\n";
+        exec { $command[0] } @command or die "Can't exec $NGINX: $!\n";
+    });
+
+    my $master = $self->_wait_for_master($launcher) or return 0;
+    @{$self}{qw/started master/} = (1, $master);
+    return 1;
+}
+
+# Without "daemon off;", the process we started exits as soon as nginx is
+# daemonized, with status 0; a non-zero status means that nginx failed.
+sub _wait_for_master {
+    my ($self, $launcher) = @_;
+    my $deadline = time + START_TIMEOUT;
+    my $launcher_done;
+
+    while (time < $deadline) {
+        my $master = $self->_master_pid;
+        return $master if $master && _alive($master);
+
+        if (!$launcher_done && waitpid($launcher, POSIX::WNOHANG()) == $launcher) {
+            return 0 if $? != 0;
+            $launcher_done = 1;
+        }
+        sleep POLL_INTERVAL;
+    }
+
+    # Hanging: leave nothing behind.
+    kill KILL => grep { $_ } $self->_master_pid, $launcher_done ? () : $launcher;
+    _wait_gone($launcher, TERM_TIMEOUT);
+    return 0;
+}
+
+sub _master_pid {
+    my ($self) = @_;
+    my ($pid) = _slurp("$self->{testdir}/nginx.pid") =~ /^(\d+)\s*$/;
+    return $pid;
+}
+
+# Returns once the new worker processes accept connections and the old
+# ones no longer do, so that the next request sees the new configuration;
+# also returns early if the new configuration is rejected.
+sub reload {
+    my ($self) = @_;
+    return $self unless $self->{started};
+
+    my $master = $self->_master_pid || $self->{master};
+    my %old = map { $_ => 1 } _workers($master);
+    my $log = "$self->{testdir}/error.log";
+    my $log_size = -s $log // 0;
+
+    kill HUP => $master;
+
+    my $deadline = time + WAIT_TIMEOUT;
+    while (time < $deadline) {
+        my @workers = _workers($master);
+        my @new = grep { !$old{$_} } @workers;
+        my @old_serving = grep { $old{$_} && _cmdline($_) !~ /shutting down/ } @workers;
+        last if @new && !@old_serving;
+        last if substr(_slurp($log), $log_size) =~ /\[emerg\]/;
+        sleep POLL_INTERVAL;
+    }
+    return $self;
+}
+
+sub stop {
+    my ($self) = @_;
+    if ($self->{started}) {
+        $self->_stop_master($self->_master_pid || $self->{master});
+        $self->{started} = 0;
+    }
+    return $self->stop_daemons;
+}
+
+sub _stop_master {
+    my ($self, $master) = @_;
+
+    kill QUIT => $master;
+    return if _wait_gone($master, QUIT_TIMEOUT);
+
+    Test::More::diag(sprintf 'nginx did not quit in %d s, sending TERM', QUIT_TIMEOUT);
+    kill TERM => $master;
+    return if _wait_gone($master, TERM_TIMEOUT);
+
+    Test::More::diag('nginx did not terminate, killing it');
+    # Workers would outlive a killed master.
+    kill KILL => $master, _children($master);
+    _wait_gone($master, TERM_TIMEOUT);
+    return;
+}
+
+sub run_daemon {
+    my ($self, $daemon, @args) = @_;
+    push @{$self->{daemons}}, _spawn(sub {
+        return $daemon->(@args) if ref $daemon eq 'CODE';
+        exec { $daemon } $daemon, @args or die "Can't exec $daemon: $!\n";
+    });
+    return $self;
+}
+
+sub stop_daemons {
+    my ($self) = @_;
+    my @pids = splice @{$self->{daemons}};
+    kill TERM => @pids;
+    for my $pid (@pids) {
+        next if _wait_gone($pid, WAIT_TIMEOUT);
+        kill KILL => $pid;
+        _wait_gone($pid, WAIT_TIMEOUT);
+    }
+    return $self;
+}
+
+sub waitforfile {
+    my ($self, $file, $pid) = @_;
+    my $deadline = time + WAIT_TIMEOUT;
+    while (1) {
+        return 1 if -e $file;
+        # One more look after the process exited: it may have just written it.
+        my $gone = defined $pid && !_alive($pid);
+        return 0 if time >= $deadline;
+        sleep POLL_INTERVAL;
+        return -e $file ? 1 : 0 if $gone;
+    }
+}
+
+sub waitforsocket {
+    my ($self, $peer) = @_;
+    my $deadline = time + WAIT_TIMEOUT;
+    while (time < $deadline) {
+        return 1 if IO::Socket::INET->new(Proto => 'tcp', PeerAddr => $peer,
+            Timeout => 1);
+        sleep POLL_INTERVAL;
+    }
+    return 0;
+}
+
+# Runs $code in a child process, which never returns into the test file:
+# it must neither print test results nor run END blocks.
+sub _spawn {
+    my ($code) = @_;
+    STDOUT->flush;
+    STDERR->flush;
+    my $pid = fork // die "Can't fork: $!\n";
+    return $pid if $pid;
+
+    @SIG{qw/INT TERM/} = ('DEFAULT') x 2;
+    my $ok = eval { $code->(); 1 };
+    print STDERR $@ unless $ok;
+    POSIX::_exit($ok ? 0 : 1);
+}
+
+sub _wait_gone {
+    my ($pid, $timeout) = @_;
+    my $deadline = time + $timeout;
+    while (1) {
+        waitpid($pid, POSIX::WNOHANG());    # reaps our own children
+        return 1 unless _alive($pid);
+        return 0 if time >= $deadline;
+        sleep POLL_INTERVAL;
+    }
+}
+
+# A daemonized master is not our child: once it exits, it may stay a zombie
+# if nobody reaps orphans (PID 1 of some containers), so look at its state.
+sub _alive {
+    my ($pid) = @_;
+    return 0 unless kill(0, $pid) || $!{EPERM};
+    return 1 unless -d '/proc/self';
+    my $stat = _process_stat($pid) or return 0;
+    return $stat->{state} =~ /^[ZX]$/ ? 0 : 1;
+}
+
+sub _process_stat {
+    my ($pid) = @_;
+    open my $fh, '<', "/proc/$pid/stat" or return;
+    my $line = <$fh> // return;
+    # The command name in parentheses may contain anything: skip past it.
+    my ($state, $ppid) = substr($line, rindex($line, ')') + 1) =~ /^ (\S) (\d+)/
+        or return;
+    return { state => $state, ppid => $ppid };
+}
+
+sub _children {
+    my ($parent) = @_;
+    return grep {
+        my $stat = _process_stat($_);
+        $stat && $stat->{ppid} == $parent && $stat->{state} ne 'Z';
+    } map { m{^/proc/(\d+)$} } glob '/proc/[0-9]*';
+}
+
+# nginx sets the titles of its processes, e.g. "nginx: worker process".
+sub _workers {
+    my ($master) = @_;
+    return grep { _cmdline($_) =~ /worker process/ } _children($master);
+}
+
+sub _cmdline {
+    my ($pid) = @_;
+    return eval { _read("/proc/$pid/cmdline") } // '';
+}
+
+###############################################################################
+# Checks added to the plan
+
+sub _check_error_logs {
+    my ($self) = @_;
+    my $dir = $self->{testdir};
+    my $log = _slurp("$dir/error.log");
+    my $builder = Test::More->builder;
+
+    my @errors;
+    while ($log =~ /^(\S+ \S+ \[(alert|crit)\] .*)$/mg) {
+        my ($line, $level) = ($1, $2);
+        push @errors, $line
+            unless grep { $line =~ /$_/ } @{$self->{skip_errors}{$level} // []};
+    }
+    $builder->todo_start('alerts') if $self->{todo_alerts};
+    Test::More::is(join("\n", @errors), '', 'no alerts');
+    $builder->todo_end if $self->{todo_alerts};
+
+    my @reports = grep { /\w+Sanitizer|runtime error:/ }
+        split /\n/, $log . _slurp("$dir/stderr");
+    Test::More::is(join("\n", @reports), '', 'no sanitizer errors');
+    return;
+}
+
+###############################################################################
+# HTTP client
+
+sub http_get {
+    my ($url, %extra) = @_;
+    return http("GET $url HTTP/1.0\r\nHost: localhost\r\n\r\n", %extra);
+}
+
+sub http_head {
+    my ($url, %extra) = @_;
+    return http("HEAD $url HTTP/1.0\r\nHost: localhost\r\n\r\n", %extra);
+}
+
+sub http_gzip_request {
+    my ($url, %extra) = @_;
+    return http("GET $url HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n"
+        . "Accept-Encoding: gzip\r\n\r\n", %extra);
+}
+
+sub http {
+    my ($request, %extra) = @_;
+    my $s = http_start($request, %extra);
+    return $s if $extra{start} || !defined $s;
+    return http_end($s);
+}
+
+# Sends the request; returns the socket, or undef when that fails.  Like
+# the other client functions, it returns undef rather than an empty list,
+# as results are passed straight to like() and friends.
+sub http_start {
+    my ($request, %extra) = @_;
+    my $s = _with_timeout(sub {
+        my $socket = $extra{socket} // _connect(%extra);
+        _start_ssl($socket, %extra) if $extra{SSL};
+        _send($socket, $request);
+        sleep $extra{sleep} if $extra{sleep};
+        _send($socket, $extra{body}) if defined $extra{body};
+        return $socket;
+    });
+    return $s;
+}
+
+# Reads the reply up to the end of the connection.
+sub http_end {
+    my ($s) = @_;
+    my $reply = _with_timeout(sub {
+        local $/;
+        return $s->getline // '';
+    });
+    log_in($reply) if defined $reply;
+    return $reply;
+}
+
+sub http_content {
+    my ($reply) = @_;
+    return undef unless defined $reply;
+
+    my ($head, $body) = split /\x0d?\x0a\x0d?\x0a/, $reply, 2;
+    return '' unless defined $body;
+    return $body unless $head =~ /^Transfer-Encoding:\s*chunked\s*$/mi;
+
+    my $content = '';
+    while ($body =~ s/^([0-9a-fA-F]+)[^\x0a]*\x0a//) {
+        my $size = hex $1 or last;
+        $content .= substr $body, 0, $size, '';
+        $body =~ s/^\x0d?\x0a//;
+    }
+    return $content;
+}
+
+sub http_gzip_like {
+    my ($reply, $re, $name) = @_;
+    require IO::Uncompress::Gunzip;
+    local $Test::Builder::Level = $Test::Builder::Level + 1;
+
+    my $content = http_content($reply) // '';
+    my $plain;
+    IO::Uncompress::Gunzip::gunzip(\$content => \$plain);
+    return Test::More::like($plain, $re, $name);
+}
+
+sub _with_timeout {
+    my ($code) = @_;
+    my $result = eval {
+        local $SIG{ALRM} = sub { die "timeout\n" };
+        local $SIG{PIPE} = sub { die "sigpipe\n" };
+        alarm IO_TIMEOUT;
+        my $result = $code->();
+        alarm 0;
+        $result;
+    };
+    alarm 0;
+    log_in("died: $@") unless defined $result;
+    return $result;
+}
+
+sub _connect {
+    my (%extra) = @_;
+    # IO::Socket options given by the caller (PeerAddr, LocalAddr...).
+    my %options = map { $_ => $extra{$_} } grep { /^(?:Peer|Local)/ } keys %extra;
+    return IO::Socket::INET->new(
+        Proto    => 'tcp',
+        PeerAddr => '127.0.0.1:' . port(8080),
+        Timeout  => IO_TIMEOUT,
+        %options,
+    ) || die "Can't connect to nginx: $!\n";
+}
+
+sub _start_ssl {
+    my ($s, %extra) = @_;
+    require IO::Socket::SSL;
+    my %ssl = map { $_ => $extra{$_} } grep { /^SSL_/ } keys %extra;
+    IO::Socket::SSL->start_SSL($s,
+        SSL_verify_mode => IO::Socket::SSL::SSL_VERIFY_NONE(), %ssl)
+        or die 'SSL handshake failed: ' . IO::Socket::SSL::errstr() . "\n";
+    log_in('ssl cipher: ' . $s->get_cipher);
+    return $s;
+}
+
+sub _send {
+    my ($s, $data) = @_;
+    log_out($data);
+    $s->print($data) or die "Can't send: $!\n";
+    return;
+}
+
+sub log_out { return _log('>> ', @_) }
+sub log_in  { return _log('<< ', @_) }
+
+sub _log {
+    my ($prefix, $message) = @_;
+    return unless $ENV{TEST_NGINX_VERBOSE};
+    $message //= '';
+    $message =~ s/^/$prefix/mg;
+    Test::More::note($message);
+    return;
+}
+
+1;
+
+__END__
+
+=head1 NAME
+
+Test::Nginx - run nginx with a test configuration and talk HTTP to it
+
+=head1 SYNOPSIS
+
+    use Test::More;
+    use Test::Nginx;
+
+    my $t = Test::Nginx->new()->has(qw/http rewrite/)->plan(1);
+    $t->write_file_expand('nginx.conf', <<'EOF');
+    %%TEST_GLOBALS%%
+    events {}
+    http {
+        %%TEST_GLOBALS_HTTP%%
+        server {
+            listen 127.0.0.1:%%PORT_8080%%;
+            location / { return 200 "hello"; }
+        }
+    }
+    EOF
+    $t->run();
+    like(http_get('/'), qr/hello/, 'hello');
+
+=head1 DESCRIPTION
+
+An implementation, written independently, of the public API of the
+Test::Nginx library of nginx-tests, enough for test files written against
+that API to run unchanged.
+
+Exported: C<http>, C<http_get>, C<http_head>, C<http_start>, C<http_end>,
+C<http_content>, C<port>, C<log_in>, C<log_out>; on request (or with
+C<:gzip>) C<http_gzip_request> and C<http_gzip_like>.
+
+Methods: C<new>, C<testdir>, C<has>, C<has_feature>, C<has_module>,
+C<has_version>, C<has_daemon>, C<plan>, C<todo_alerts>,
+C<skip_errors_check($level, @patterns)>, C<write_file>,
+C<write_file_expand>, C<read_file>, C<test_globals>, C<test_globals_http>,
+C<test_globals_stream>, C<run>, C<try_run>, C<reload>, C<stop>,
+C<run_daemon>, C<stop_daemons>, C<waitforfile>, C<waitforsocket>.
+
+C<plan($n)> plans C<$n + 2> tests: at the end, the error log must have no
+C<[alert]> or C<[crit]> lines ("no alerts"; TODO after C<todo_alerts>,
+lines matching C<skip_errors_check> patterns ignored) and neither the error
+log nor nginx's stderr may hold sanitizer reports ("no sanitizer errors").
+
+=head1 ENVIRONMENT
+
+C<TEST_NGINX_BINARY> (default F</usr/sbin/nginx>), C<TEST_NGINX_GLOBALS>,
+C<TEST_NGINX_GLOBALS_HTTP>, C<TEST_NGINX_GLOBALS_STREAM> (added verbatim to
+the expansions), C<TEST_NGINX_VERBOSE> (traffic and commands as notes),
+C<TEST_NGINX_LEAVE> (keep the test directory), C<TEST_NGINX_CATLOG> (error
+log shown with C<diag> at the end).
+
+=head1 DIFFERENCES FROM UPSTREAM
+
+=over
+
+=item *
+
+Ports are drawn at random from 10000-32767, probed free for TCP and UDP
+on 127.0.0.1 and locked with C<flock> on F<$TMPDIR/nginx-test-ports/PORT>
+until the test file exits, so that parallel test files do not collide.
+
+=item *
+
+nginx's stderr goes to F<stderr> in the test directory; C<run> shows it
+with C<diag> when nginx fails to start.
+
+=item *
+
+C<reload> waits (at most 5 s) until new workers run and the old ones are
+shutting down, or until the new configuration is rejected.
+
+=item *
+
+C<stop> sends QUIT, then TERM after 30 s, then KILL (to the workers too)
+after 10 more seconds, and waits until the master has exited.
+
+=item *
+
+Dynamic modules (e.g. C<stream> of a distribution's nginx) count as
+present only if their shared object is installed; C<%%TEST_GLOBALS%%> then
+loads the ones behind the features given to C<has>.
+
+=item *
+
+INT and TERM, when not handled by the test, make the test file exit
+normally, so that nginx is stopped.
+
+=back
+
+=cut

@@ -20,7 +20,7 @@ pub enum ClientCert {
     None,
     Unverified(X509VerifyResult),
     Unreadable(String),
-    Verified(Identity),
+    Verified(Box<Identity>),
 }
 
 impl ClientCert {
@@ -51,7 +51,7 @@ impl ClientCert {
         }
         match cert.to_der().map_err(|e| e.to_string()) {
             Ok(der) => match Identity::from_der(&der) {
-                Ok(id) => ClientCert::Verified(id),
+                Ok(id) => ClientCert::Verified(Box::new(id)),
                 Err(e) => ClientCert::Unreadable(e.to_string()),
             },
             Err(e) => ClientCert::Unreadable(e),
@@ -82,8 +82,7 @@ pub unsafe fn client_cert<'c>(c: *mut ngx_connection_t) -> &'c ClientCert {
     let Some(index) = ex_index() else {
         // Without an index nothing can be cached; fail closed.
         static UNREADABLE: OnceLock<ClientCert> = OnceLock::new();
-        return UNREADABLE
-            .get_or_init(|| ClientCert::Unreadable("no SSL ex_data index".into()));
+        return UNREADABLE.get_or_init(|| ClientCert::Unreadable("no SSL ex_data index".into()));
     };
     if ssl.ex_data(index).is_none() {
         let cert = ClientCert::read(ssl);

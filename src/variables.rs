@@ -36,8 +36,16 @@ enum Var {
 }
 
 const VARS: [(ngx_str_t, Var, u32); 14] = [
-    (ngx_string!("mtls_decision"), Var::Decision, NGX_HTTP_VAR_NOCACHEABLE),
-    (ngx_string!("mtls_reason"), Var::Reason, NGX_HTTP_VAR_NOCACHEABLE),
+    (
+        ngx_string!("mtls_decision"),
+        Var::Decision,
+        NGX_HTTP_VAR_NOCACHEABLE,
+    ),
+    (
+        ngx_string!("mtls_reason"),
+        Var::Reason,
+        NGX_HTTP_VAR_NOCACHEABLE,
+    ),
     (ngx_string!("mtls_subject"), Var::Subject, 0),
     (ngx_string!("mtls_issuer"), Var::Issuer, 0),
     (ngx_string!("mtls_cn"), Var::Cn, 0),
@@ -49,7 +57,11 @@ const VARS: [(ngx_str_t, Var, u32); 14] = [
     (ngx_string!("mtls_san_ip"), Var::SanIp, 0),
     (ngx_string!("mtls_spiffe_id"), Var::SpiffeId, 0),
     (ngx_string!("mtls_not_after"), Var::NotAfter, 0),
-    (ngx_string!("mtls_expires_in"), Var::ExpiresIn, NGX_HTTP_VAR_NOCACHEABLE),
+    (
+        ngx_string!("mtls_expires_in"),
+        Var::ExpiresIn,
+        NGX_HTTP_VAR_NOCACHEABLE,
+    ),
 ];
 
 /// Registers the variables; called from preconfiguration.
@@ -128,7 +140,11 @@ fn certificate_value(id: &Identity, var: Var) -> String {
         Var::SanEmail => list(&mut id.sans.email.iter().map(|s| escape_list_item(s))),
         Var::SanUri => list(&mut id.sans.uri.iter().map(|s| escape_list_item(s))),
         Var::SanIp => list(&mut id.sans.ip.iter().map(|ip| ip.to_string())),
-        Var::SpiffeId => id.spiffe_id.as_ref().map(|s| s.as_str().to_owned()).unwrap_or_default(),
+        Var::SpiffeId => id
+            .spiffe_id
+            .as_ref()
+            .map(|s| s.as_str().to_owned())
+            .unwrap_or_default(),
         Var::NotAfter => crate::identity::rfc3339(id.not_after),
         Var::ExpiresIn => {
             let now = SystemTime::now()
@@ -143,14 +159,15 @@ fn certificate_value(id: &Identity, var: Var) -> String {
 /// SAN values are IA5 strings, but a certificate may carry any byte: escape
 /// what is not visible ASCII (and the space that separates list items).
 fn escape_list_item(item: &str) -> String {
-    item.bytes().fold(String::with_capacity(item.len()), |mut out, b| {
-        if b.is_ascii_graphic() {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-        out
-    })
+    item.bytes()
+        .fold(String::with_capacity(item.len()), |mut out, b| {
+            if b.is_ascii_graphic() {
+                out.push(b as char);
+            } else {
+                out.push_str(&format!("%{b:02X}"));
+            }
+            out
+        })
 }
 
 fn set_value(r: &Request, v: &mut ngx_variable_value_t, value: &[u8]) -> ngx_int_t {

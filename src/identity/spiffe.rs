@@ -51,7 +51,9 @@ impl SpiffeId {
     /// The IDs this one lies below, from the trust domain down to its parent:
     /// `spiffe://td/a/b` gives `spiffe://td` and `spiffe://td/a`.
     pub fn ancestors(&self) -> impl Iterator<Item = &str> {
-        let path_start = SCHEME.len() + self.0[SCHEME.len()..].find('/').unwrap_or(self.0.len());
+        let path_start = self.0[SCHEME.len()..]
+            .find('/')
+            .map_or(self.0.len(), |i| SCHEME.len() + i);
         self.0[path_start..]
             .match_indices('/')
             .map(move |(i, _)| &self.0[..path_start + i])
@@ -145,11 +147,15 @@ mod tests {
     fn patterns() {
         assert_eq!(
             SpiffePattern::parse("spiffe://td/ns/*"),
-            Ok(SpiffePattern::Below(SpiffeId::parse("spiffe://td/ns").unwrap()))
+            Ok(SpiffePattern::Below(
+                SpiffeId::parse("spiffe://td/ns").unwrap()
+            ))
         );
         assert_eq!(
             SpiffePattern::parse("spiffe://td/*"),
-            Ok(SpiffePattern::Below(SpiffeId::parse("spiffe://td").unwrap()))
+            Ok(SpiffePattern::Below(
+                SpiffeId::parse("spiffe://td").unwrap()
+            ))
         );
         assert!(SpiffePattern::parse("spiffe://td/a*").is_err());
         assert!(SpiffePattern::parse("spiffe://td/*/b").is_err());

@@ -80,6 +80,10 @@ my %VERSION_INFO;   # nginx binary => its "nginx -V" output
 my %PORTS;          # logical port => { port => real port, lock => handle }
 my %LIVE;           # refaddr => weak reference to every instance
 
+# Write end of the pipe to the watchdog process, its pid, and the pid of
+# the test process that started it (see _watch).
+my ($WATCHDOG, $WATCHDOG_PID, $WATCHDOG_OWNER);
+
 my $PORT_LOCK_DIR = File::Spec->catdir(File::Spec->tmpdir, 'nginx-test-ports');
 
 ###############################################################################
@@ -105,12 +109,19 @@ sub new {
 
 sub testdir { return $_[0]{testdir} }
 
-# A killing signal would skip END, leaving a daemonized nginx behind:
-# turn INT and TERM (^C, a harness timeout) into a normal exit instead.
+# A killing signal would skip END and leave nginx running until the
+# watchdog notices: turn the usual ones (^C, a harness timeout, a closed
+# output pipe) into a normal exit instead, unless the test handles them.
+my @EXIT_SIGNALS = qw/HUP INT PIPE TERM/;
+my $SIGNALS_OWNER = $$;
+# A forked child that still has the handler (just forked, or forked by the
+# test itself) must not run END blocks: those belong to the test process.
+my $EXIT_HANDLER = sub { $$ == $SIGNALS_OWNER ? exit 1 : POSIX::_exit(1) };
+
 sub _exit_on_signals {
-    for my $sig (qw/INT TERM/) {
+    for my $sig (@EXIT_SIGNALS) {
         next if defined $SIG{$sig} && $SIG{$sig} ne '' && $SIG{$sig} ne 'DEFAULT';
-        $SIG{$sig} = sub { exit 1 };
+        $SIG{$sig} = $EXIT_HANDLER;
     }
     return;
 }
@@ -125,7 +136,9 @@ sub DESTROY {
 # Instances living in file-scoped lexicals are destroyed only after every
 # END block, too late to add tests: finish them here.
 END {
+    local $?;    # the exit status of the test file
     $_->_finish for grep { defined } values %LIVE;
+    _stop_watchdog();
 }
 
 sub _finish {
@@ -135,6 +148,8 @@ sub _finish {
 
     # Keep the exit status of the test file, whatever we run here.
     local ($?, $@, $!);
+    # The output may be gone (a harness that quit): clean up nevertheless.
+    local $SIG{PIPE} = 'IGNORE';
 
     eval { $self->stop; 1 } or Test::More::diag("Can't stop nginx: $@");
     $self->_check_error_logs if $self->{planned};
@@ -247,6 +262,7 @@ sub _nginx_v {
             exec { $NGINX } $NGINX, '-V' or POSIX::_exit(127);
         }
         local $/;
+        local $?;    # set by close()
         my $output = <$pipe> // '';
         close $pipe;
         $output =~ /nginx version:/ or die "Can't run $NGINX -V\n";
@@ -468,7 +484,7 @@ sub try_run {
     my ($self, $message) = @_;
     unless ($self->_start) {
         if ($ENV{TEST_NGINX_VERBOSE}) {
-            Test::More::note($self->read_file('nginx.conf'));
+            Test::More::note(_slurp("$self->{testdir}/nginx.conf"));
             Test::More::note(_slurp("$self->{testdir}/stderr"));
         }
         Test::More::plan(skip_all => $message);
@@ -494,8 +510,10 @@ sub _start {
         open STDERR, '>>', "$dir/stderr" or die "Can't open $dir/stderr: $!\n";
         exec { $command[0] } @command or die "Can't exec $NGINX: $!\n";
     });
+    _watch($launcher);
 
     my $master = $self->_wait_for_master($launcher) or return 0;
+    _watch($master) if $master != $launcher;
     @{$self}{qw/started master/} = (1, $master);
     return 1;
 }
@@ -506,6 +524,7 @@ sub _wait_for_master {
     my ($self, $launcher) = @_;
     my $deadline = time + START_TIMEOUT;
     my $launcher_done;
+    local $?;    # waitpid() must not change what the test sees
 
     while (time < $deadline) {
         my $master = $self->_master_pid;
@@ -576,18 +595,20 @@ sub _stop_master {
     return if _wait_gone($master, TERM_TIMEOUT);
 
     Test::More::diag('nginx did not terminate, killing it');
-    # Workers would outlive a killed master.
-    kill KILL => $master, _children($master);
+    # The master leads the process group of nginx: workers would outlive it.
+    kill KILL => -$master;
     _wait_gone($master, TERM_TIMEOUT);
     return;
 }
 
 sub run_daemon {
     my ($self, $daemon, @args) = @_;
-    push @{$self->{daemons}}, _spawn(sub {
+    my $pid = _spawn(sub {
         return $daemon->(@args) if ref $daemon eq 'CODE';
         exec { $daemon } $daemon, @args or die "Can't exec $daemon: $!\n";
     });
+    _watch($pid);
+    push @{$self->{daemons}}, $pid;
     return $self;
 }
 
@@ -628,7 +649,9 @@ sub waitforsocket {
 }
 
 # Runs $code in a child process, which never returns into the test file:
-# it must neither print test results nor run END blocks.
+# it must neither print test results nor run END blocks.  The child leads
+# a process group of its own, so that killing the group stops the workers
+# of nginx too, and so that ^C on the terminal reaches the test only.
 sub _spawn {
     my ($code) = @_;
     STDOUT->flush;
@@ -636,7 +659,8 @@ sub _spawn {
     my $pid = fork // die "Can't fork: $!\n";
     return $pid if $pid;
 
-    @SIG{qw/INT TERM/} = ('DEFAULT') x 2;
+    setpgrp(0, 0);
+    close $WATCHDOG if $WATCHDOG;
     my $ok = eval { $code->(); 1 };
     print STDERR $@ unless $ok;
     POSIX::_exit($ok ? 0 : 1);
@@ -645,6 +669,7 @@ sub _spawn {
 sub _wait_gone {
     my ($pid, $timeout) = @_;
     my $deadline = time + $timeout;
+    local $?;    # waitpid() must not change what the test sees
     while (1) {
         waitpid($pid, POSIX::WNOHANG());    # reaps our own children
         return 1 unless _alive($pid);
@@ -668,9 +693,9 @@ sub _process_stat {
     open my $fh, '<', "/proc/$pid/stat" or return;
     my $line = <$fh> // return;
     # The command name in parentheses may contain anything: skip past it.
-    my ($state, $ppid) = substr($line, rindex($line, ')') + 1) =~ /^ (\S) (\d+)/
-        or return;
-    return { state => $state, ppid => $ppid };
+    my @fields = split ' ', substr($line, rindex($line, ')') + 1);
+    return unless @fields > 19;
+    return { state => $fields[0], ppid => $fields[1], start => $fields[19] };
 }
 
 sub _children {
@@ -690,6 +715,62 @@ sub _workers {
 sub _cmdline {
     my ($pid) = @_;
     return eval { _read("/proc/$pid/cmdline") } // '';
+}
+
+###############################################################################
+# Watchdog
+
+# Every process we start is reported to a watchdog process, which stops the
+# ones still running once the test process is gone.  Normally nothing is
+# left by then, but a test process killed outright (SIGKILL, or a signal
+# that the test handles by itself) has no chance to clean up.
+sub _watch {
+    my ($pid) = @_;
+    my $stat = _process_stat($pid) or return;
+    _start_watchdog() unless $WATCHDOG;
+    local $SIG{PIPE} = 'IGNORE';
+    syswrite $WATCHDOG, "$pid $stat->{start}\n";
+    return;
+}
+
+sub _start_watchdog {
+    pipe(my $reader, $WATCHDOG) or die "Can't create a pipe: $!\n";
+    $WATCHDOG_OWNER = $$;
+    $WATCHDOG_PID = _spawn(sub {
+        # Not to keep the harness waiting for the end of the test's output.
+        open STDOUT, '>', File::Spec->devnull;
+        # The end of the pipe comes when the test process has exited, as
+        # spawned children close their copy of the write end.
+        my @watched = map { [split] } <$reader>;
+        my @left = _leftovers(@watched) or return;
+
+        print STDERR "Test::Nginx: stopping leftover processes",
+            (map { " $_->[0]" } @left), "\n";
+        kill TERM => map { -$_->[0] } @left;
+        my $deadline = time + TERM_TIMEOUT;
+        sleep POLL_INTERVAL while _leftovers(@left) && time < $deadline;
+        kill KILL => map { -$_->[0] } _leftovers(@left);
+    });
+    close $reader;
+    return;
+}
+
+# Of [pid, start time] pairs, those still running; the start time tells
+# whether the pid was reused by an unrelated process since.
+sub _leftovers {
+    return grep {
+        my $stat = _process_stat($_->[0]);
+        $stat && $stat->{start} == $_->[1] && $stat->{state} !~ /^[ZX]$/;
+    } @_;
+}
+
+# At the normal end everything is stopped already: the watchdog just exits.
+sub _stop_watchdog {
+    return unless $WATCHDOG && $WATCHDOG_OWNER == $$;
+    close $WATCHDOG;
+    undef $WATCHDOG;
+    _wait_gone($WATCHDOG_PID, 1);
+    return;
 }
 
 ###############################################################################
@@ -748,15 +829,14 @@ sub http {
 # as results are passed straight to like() and friends.
 sub http_start {
     my ($request, %extra) = @_;
-    my $s = _with_timeout(sub {
-        my $socket = $extra{socket} // _connect(%extra);
-        _start_ssl($socket, %extra) if $extra{SSL};
-        _send($socket, $request);
+    return _with_timeout(sub {
+        my $s = $extra{socket} // _connect(%extra);
+        _start_ssl($s, %extra) if $extra{SSL};
+        _send($s, $request);
         sleep $extra{sleep} if $extra{sleep};
-        _send($socket, $extra{body}) if defined $extra{body};
-        return $socket;
+        _send($s, $extra{body}) if defined $extra{body};
+        return $s;
     });
-    return $s;
 }
 
 # Reads the reply up to the end of the connection.
@@ -850,6 +930,7 @@ sub _log {
     my ($prefix, $message) = @_;
     return unless $ENV{TEST_NGINX_VERBOSE};
     $message //= '';
+    $message =~ s/\x0d$//mg;    # a terminal would overwrite lines
     $message =~ s/^/$prefix/mg;
     Test::More::note($message);
     return;

@@ -6,7 +6,9 @@ fn main() {
     let has = |f: &str| features.split(',').any(|x| x == f);
     // The module reads the client certificate of the TLS connection.
     if !has("http_ssl") {
-        panic!("nginx was configured without --with-http_ssl_module; ngx_http_mtls_module needs it");
+        panic!(
+            "nginx was configured without --with-http_ssl_module; ngx_http_mtls_module needs it"
+        );
     }
     // Without --with-compat, a module built here loads only into the very
     // same configuration, never into a distribution's binary.

@@ -115,10 +115,20 @@ fn log_denial(r: &Request, reason: Reason) {
             );
         }
         ClientCert::Unreadable(e) => {
-            ngx::ngx_log_error!(NGX_LOG_ERR, log, "access forbidden by mtls: {}, {e}", reason.as_str());
+            ngx::ngx_log_error!(
+                NGX_LOG_ERR,
+                log,
+                "access forbidden by mtls: {}, {e}",
+                reason.as_str()
+            );
         }
         ClientCert::None => {
-            ngx::ngx_log_error!(NGX_LOG_ERR, log, "access forbidden by mtls: {}", reason.as_str());
+            ngx::ngx_log_error!(
+                NGX_LOG_ERR,
+                log,
+                "access forbidden by mtls: {}",
+                reason.as_str()
+            );
         }
     }
 }

@@ -186,7 +186,11 @@ unsafe fn mark_server_use(cf: *mut ngx_conf_t) {
     }
 }
 
-extern "C" fn set_mtls(cf: *mut ngx_conf_t, cmd: *mut ngx_command_t, conf: *mut c_void) -> *mut c_char {
+extern "C" fn set_mtls(
+    cf: *mut ngx_conf_t,
+    cmd: *mut ngx_command_t,
+    conf: *mut c_void,
+) -> *mut c_char {
     // SAFETY: nginx calls directive handlers with valid pointers; `conf` is
     // this module's LocConf, which `offset` points into.
     unsafe {
@@ -211,7 +215,11 @@ extern "C" fn set_deny_status(
     }
     // SAFETY: the argument is a valid ngx_str_t of the directive.
     let value = unsafe { NgxStr::from_ngx_str(args[1]) };
-    match value.to_str().ok().and_then(|s| s.parse::<ngx_uint_t>().ok()) {
+    match value
+        .to_str()
+        .ok()
+        .and_then(|s| s.parse::<ngx_uint_t>().ok())
+    {
         Some(status @ 400..=599) if value.as_bytes()[0].is_ascii_digit() => {
             lcf.deny_status = status;
             NGX_CONF_OK
@@ -220,11 +228,20 @@ extern "C" fn set_deny_status(
     }
 }
 
-extern "C" fn set_rule(cf: *mut ngx_conf_t, cmd: *mut ngx_command_t, conf: *mut c_void) -> *mut c_char {
+extern "C" fn set_rule(
+    cf: *mut ngx_conf_t,
+    cmd: *mut ngx_command_t,
+    conf: *mut c_void,
+) -> *mut c_char {
     // SAFETY: nginx calls directive handlers with valid pointers; `conf` is
     // this module's LocConf and `post` one of the `Rule` statics above.
-    let (lcf, rule, args) =
-        unsafe { (&mut *conf.cast::<LocConf>(), *(*cmd).post.cast::<Rule>(), args(cf)) };
+    let (lcf, rule, args) = unsafe {
+        (
+            &mut *conf.cast::<LocConf>(),
+            *(*cmd).post.cast::<Rule>(),
+            args(cf),
+        )
+    };
     // 1MORE guarantees at least one value after the name.
     for value in &args[1..] {
         // SAFETY: the argument is a valid ngx_str_t of the directive.

@@ -56,8 +56,7 @@ mod module {
                 return NGX_ERROR as ngx_int_t;
             };
             let phase = ngx_http_phases_NGX_HTTP_ACCESS_PHASE as usize;
-            let h = ngx_array_push(&mut cmcf.phases[phase].handlers)
-                .cast::<ngx_http_handler_pt>();
+            let h = ngx_array_push(&mut cmcf.phases[phase].handlers).cast::<ngx_http_handler_pt>();
             if h.is_null() {
                 return NGX_ERROR as ngx_int_t;
             }

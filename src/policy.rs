@@ -107,7 +107,10 @@ impl IdentityRules {
             || self.dns.contains(&id.subject)
             || self.fingerprints.contains(&id.fingerprint)
             || self.matches_san(id)
-            || id.spiffe_id.as_ref().is_some_and(|sid| self.matches_spiffe(sid))
+            || id
+                .spiffe_id
+                .as_ref()
+                .is_some_and(|sid| self.matches_spiffe(sid))
     }
 
     fn matches_san(&self, id: &Identity) -> bool {
@@ -125,8 +128,7 @@ impl IdentityRules {
     }
 
     fn matches_spiffe(&self, sid: &SpiffeId) -> bool {
-        self.spiffe_exact.contains(sid)
-            || sid.ancestors().any(|a| self.spiffe_below.contains(a))
+        self.spiffe_exact.contains(sid) || sid.ancestors().any(|a| self.spiffe_below.contains(a))
     }
 }
 
@@ -165,13 +167,25 @@ impl Policy {
             Peer::Unreadable => return Err(Reason::BadCert),
             Peer::Verified(id) => id,
         };
-        if self.deny_serials.as_ref().is_some_and(|s| s.contains(&id.serial)) {
+        if self
+            .deny_serials
+            .as_ref()
+            .is_some_and(|s| s.contains(&id.serial))
+        {
             return Err(Reason::SerialDenied);
         }
-        if self.issuers.as_ref().is_some_and(|s| !s.contains(&id.issuer)) {
+        if self
+            .issuers
+            .as_ref()
+            .is_some_and(|s| !s.contains(&id.issuer))
+        {
             return Err(Reason::Issuer);
         }
-        if self.identity.as_ref().is_some_and(|rules| !rules.matches(id)) {
+        if self
+            .identity
+            .as_ref()
+            .is_some_and(|rules| !rules.matches(id))
+        {
             return Err(Reason::NotAllowed);
         }
         Ok(())

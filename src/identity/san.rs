@@ -127,7 +127,9 @@ fn parse_dns(value: &str) -> Result<SanRule, SanError> {
 fn is_label(label: &str) -> bool {
     !label.is_empty()
         && label.len() <= 63
-        && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        && label
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
 fn parse_email(value: &str) -> Result<SanRule, SanError> {
@@ -152,7 +154,9 @@ fn normalize_email(email: &str) -> String {
 fn parse_uri(value: &str) -> Result<SanRule, SanError> {
     let scheme_ok = value.split_once(':').is_some_and(|(scheme, _)| {
         scheme.starts_with(|c: char| c.is_ascii_alphabetic())
-            && scheme.bytes().all(|b| b.is_ascii_alphanumeric() || b"+-.".contains(&b))
+            && scheme
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"+-.".contains(&b))
     });
     if !scheme_ok || !value.bytes().all(is_visible) {
         return Err(SanError::Uri);
@@ -168,9 +172,11 @@ fn parse_ip(value: &str) -> Result<SanRule, SanError> {
     let ip: IpAddr = addr.parse().map_err(|_| SanError::Ip)?;
     let prefix = match prefix {
         None => max_prefix(&ip),
-        Some(p) if !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()) => {
-            p.parse::<u8>().ok().filter(|&p| p <= max_prefix(&ip)).ok_or(SanError::Ip)?
-        }
+        Some(p) if !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()) => p
+            .parse::<u8>()
+            .ok()
+            .filter(|&p| p <= max_prefix(&ip))
+            .ok_or(SanError::Ip)?,
         Some(_) => return Err(SanError::Ip),
     };
     Ok(SanRule::Ip(mask(ip, prefix), prefix))
@@ -194,7 +200,10 @@ mod tests {
 
     #[test]
     fn parses_each_type() {
-        assert_eq!(SanRule::parse("DNS:A.Example.com"), Ok(SanRule::Dns("a.example.com".into())));
+        assert_eq!(
+            SanRule::parse("DNS:A.Example.com"),
+            Ok(SanRule::Dns("a.example.com".into()))
+        );
         assert_eq!(
             SanRule::parse("dns:*.example.com"),
             Ok(SanRule::DnsWildcard("example.com".into()))
@@ -215,7 +224,10 @@ mod tests {
             SanRule::parse("ip:2001:db8::1"),
             Ok(SanRule::Ip("2001:db8::1".parse().unwrap(), 128))
         );
-        assert_eq!(SanRule::parse("ip:::/0"), Ok(SanRule::Ip("::".parse().unwrap(), 0)));
+        assert_eq!(
+            SanRule::parse("ip:::/0"),
+            Ok(SanRule::Ip("::".parse().unwrap(), 0))
+        );
     }
 
     #[test]

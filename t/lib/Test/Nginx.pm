@@ -1027,8 +1027,17 @@ loads the ones behind the features given to C<has>.
 
 =item *
 
-INT and TERM, when not handled by the test, make the test file exit
-normally, so that nginx is stopped.
+Nothing started is left running.  HUP, INT, PIPE and TERM, when not
+handled by the test, make the test file exit normally (END stops nginx and
+the daemons).  Processes started by the library lead process groups of
+their own and are reported to a watchdog process, which stops those still
+running once the test process is gone however it ended (e.g. SIGKILL).
+
+=item *
+
+The alerts check also fails on C<[crit]> lines; C<skip_errors_check> and
+C<todo_alerts> relax it.  Both checks run from an END block, before
+Test::More's summary, not from DESTROY.
 
 =back
 

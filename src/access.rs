@@ -7,9 +7,16 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use ngx::ffi::*;
 use ngx::http::{HttpModule, HttpModuleLocationConf, Request};
 
+use core::sync::atomic::Ordering;
+
+use ngx::http::HttpModuleMainConf;
+
 use crate::policy::Reason;
+use crate::status::{counter_index, ALLOWED};
 use crate::tls::{client_cert, ClientCert};
 use crate::Module;
+
+mod revocation;
 
 /// The outcome for one request in its current location.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -54,7 +61,7 @@ pub fn verdict(r: &mut Request) -> Verdict {
 }
 
 fn decide(r: &Request) -> Verdict {
-    let Some(lcf) = Module::location_conf(r) else {
+    let (Some(lcf), Some(mcf)) = (Module::location_conf(r), Module::main_conf(r)) else {
         return Verdict::Deny(Reason::BadCert);
     };
     if !lcf.enabled() {
@@ -62,10 +69,25 @@ fn decide(r: &Request) -> Verdict {
     }
     // SAFETY: the request's connection is live while the request is.
     let cert = unsafe { client_cert(r.connection()) };
-    match lcf.policy.decide(&cert.peer()) {
+    let chain = match cert {
+        ClientCert::Verified(_, chain) => chain.as_deref(),
+        _ => None,
+    };
+    let verdict = match lcf
+        .policy
+        .decide(&cert.peer(), |id| revocation::check(mcf, lcf, id, chain))
+    {
         Ok(()) => Verdict::Allow,
         Err(reason) => Verdict::Deny(reason),
+    };
+    let counter = match verdict {
+        Verdict::Deny(reason) => counter_index(reason),
+        _ => ALLOWED,
+    };
+    if let Some(shared) = &mcf.shared {
+        shared.counter(counter).fetch_add(1, Ordering::Relaxed);
     }
+    verdict
 }
 
 pub extern "C" fn access_handler(r: *mut ngx_http_request_t) -> ngx_int_t {
@@ -95,14 +117,15 @@ fn log_denial(r: &Request, reason: Reason) {
     let cert = unsafe { client_cert(r.connection()) };
     let log = r.log();
     match cert {
-        ClientCert::Verified(id) => {
+        ClientCert::Verified(id, _) => {
             ngx::ngx_log_error!(
                 NGX_LOG_ERR,
                 log,
-                "access forbidden by mtls: {}, subject: \"{}\", serial: {}",
+                "access forbidden by mtls: {}, subject: \"{}\", serial: {}{}",
                 reason.as_str(),
                 id.subject,
-                id.serial
+                id.serial,
+                revocation::source_note(r, reason)
             );
         }
         ClientCert::Unverified(verify) => {

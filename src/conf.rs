@@ -9,23 +9,37 @@ use std::sync::Arc;
 
 use ngx::core::{NgxStr, NGX_CONF_ERROR, NGX_CONF_OK};
 use ngx::ffi::*;
-use ngx::http::{HttpModule, HttpModuleServerConf, Merge, MergeConfigError};
+use ngx::http::{HttpModule, HttpModuleMainConf, HttpModuleServerConf, Merge, MergeConfigError};
 use ngx::ngx_string;
+
+use std::os::unix::ffi::OsStrExt;
+use std::path::PathBuf;
+
+use openssl::x509::X509;
 
 use crate::hex::{parse_fingerprint, Serial};
 use crate::identity::dn::Dn;
 use crate::identity::san::SanRule;
 use crate::identity::spiffe::SpiffePattern;
+use crate::loader::{FileId, Source};
 use crate::policy::{IdentityRules, Policy};
+use crate::revocation::Kind;
+use crate::state::Shared;
 use crate::Module;
 
-/// nginx's `NGX_CONF_UNSET_UINT`, a cast macro bindgen does not carry over.
+/// nginx's `NGX_CONF_UNSET_UINT` and `NGX_CONF_UNSET_MSEC`, cast macros
+/// that bindgen does not carry over.
 const NGX_CONF_UNSET_UINT: ngx_uint_t = ngx_uint_t::MAX;
+const NGX_CONF_UNSET_MSEC: ngx_msec_t = ngx_msec_t::MAX;
 
 pub struct LocConf {
     /// `mtls`: `NGX_CONF_UNSET` until set here or inherited.
     pub mtls: ngx_flag_t,
     pub deny_status: ngx_uint_t,
+    /// `mtls_crl_check`: 1 for the whole chain (default), 0 for the leaf.
+    pub crl_chain: ngx_flag_t,
+    /// `mtls_crl_grace`, seconds.
+    pub crl_grace: time_t,
     pub policy: Policy,
     /// Whether this level itself sets a rule (not only inherits one).
     own_rules: bool,
@@ -36,6 +50,8 @@ impl Default for LocConf {
         LocConf {
             mtls: NGX_CONF_UNSET as ngx_flag_t,
             deny_status: NGX_CONF_UNSET_UINT,
+            crl_chain: NGX_CONF_UNSET as ngx_flag_t,
+            crl_grace: NGX_CONF_UNSET as time_t,
             policy: Policy::default(),
             own_rules: false,
         }
@@ -64,8 +80,69 @@ impl Merge for LocConf {
                 prev.deny_status
             };
         }
+        if self.crl_chain == NGX_CONF_UNSET as ngx_flag_t {
+            self.crl_chain = if prev.crl_chain == NGX_CONF_UNSET as ngx_flag_t {
+                1
+            } else {
+                prev.crl_chain
+            };
+        }
+        if self.crl_grace == NGX_CONF_UNSET as time_t {
+            self.crl_grace = if prev.crl_grace == NGX_CONF_UNSET as time_t {
+                0
+            } else {
+                prev.crl_grace
+            };
+        }
         self.policy.inherit(&prev.policy);
         Ok(())
+    }
+}
+
+/// The revocation sources of the whole configuration and their loader.
+pub struct MainConf {
+    pub sources: Vec<Source>,
+    pub reload_interval: ngx_msec_t,
+    /// The certificates that may sign CRLs: those nginx verifies clients
+    /// with, in any server.
+    pub cas: Vec<X509>,
+    /// The control block; `None` under `nginx -t` and without sources.
+    pub shared: Option<Arc<Shared>>,
+    /// The identity of each file when it was read at configuration time.
+    pub loaded: Vec<Option<FileId>>,
+}
+
+impl Default for MainConf {
+    fn default() -> Self {
+        MainConf {
+            sources: Vec::new(),
+            reload_interval: NGX_CONF_UNSET_MSEC,
+            cas: Vec::new(),
+            shared: None,
+            loaded: Vec::new(),
+        }
+    }
+}
+
+impl MainConf {
+    /// The index of a source, registered once however many levels use it.
+    fn add_source(&mut self, path: PathBuf, kind: Kind, optional: bool) -> usize {
+        if let Some(i) = self
+            .sources
+            .iter()
+            .position(|s| s.path == path && s.kind == kind)
+        {
+            // Required anywhere means required.
+            self.sources[i].optional &= optional;
+            return i;
+        }
+        self.sources.push(Source {
+            path,
+            kind,
+            optional,
+            grace: i64::MAX,
+        });
+        self.sources.len() - 1
     }
 }
 
@@ -114,7 +191,10 @@ macro_rules! rule_command {
     };
 }
 
-pub static mut NGX_HTTP_MTLS_COMMANDS: [ngx_command_t; 10] = [
+const MAIN_SRV: u32 = NGX_HTTP_MAIN_CONF | NGX_HTTP_SRV_CONF;
+const ANY_LEVEL: u32 = NGX_HTTP_MAIN_CONF | NGX_HTTP_SRV_CONF | NGX_HTTP_LOC_CONF;
+
+pub static mut NGX_HTTP_MTLS_COMMANDS: [ngx_command_t; 16] = [
     ngx_command_t {
         name: ngx_string!("mtls"),
         type_: (NGX_HTTP_MAIN_CONF | NGX_HTTP_SRV_CONF | NGX_HTTP_LOC_CONF | NGX_CONF_FLAG)
@@ -140,7 +220,74 @@ pub static mut NGX_HTTP_MTLS_COMMANDS: [ngx_command_t; 10] = [
         offset: 0,
         post: ptr::null_mut(),
     },
+    ngx_command_t {
+        name: ngx_string!("mtls_crl"),
+        type_: (MAIN_SRV | NGX_CONF_TAKE12) as ngx_uint_t,
+        set: Some(set_source),
+        conf: NGX_HTTP_LOC_CONF_OFFSET,
+        offset: 0,
+        post: &Kind::Crl as *const Kind as *mut c_void,
+    },
+    ngx_command_t {
+        name: ngx_string!("mtls_deny_list"),
+        type_: (ANY_LEVEL | NGX_CONF_TAKE12) as ngx_uint_t,
+        set: Some(set_source),
+        conf: NGX_HTTP_LOC_CONF_OFFSET,
+        offset: 0,
+        post: &Kind::DenyList as *const Kind as *mut c_void,
+    },
+    ngx_command_t {
+        name: ngx_string!("mtls_crl_check"),
+        type_: (ANY_LEVEL | NGX_CONF_TAKE1) as ngx_uint_t,
+        set: Some(ngx_conf_set_enum_slot),
+        conf: NGX_HTTP_LOC_CONF_OFFSET,
+        offset: core::mem::offset_of!(LocConf, crl_chain),
+        post: ptr::addr_of!(CRL_CHECK) as *mut c_void,
+    },
+    ngx_command_t {
+        name: ngx_string!("mtls_crl_grace"),
+        type_: (ANY_LEVEL | NGX_CONF_TAKE1) as ngx_uint_t,
+        set: Some(ngx_conf_set_sec_slot),
+        conf: NGX_HTTP_LOC_CONF_OFFSET,
+        offset: core::mem::offset_of!(LocConf, crl_grace),
+        post: ptr::null_mut(),
+    },
+    ngx_command_t {
+        name: ngx_string!("mtls_reload_interval"),
+        type_: (NGX_HTTP_MAIN_CONF | NGX_CONF_TAKE1) as ngx_uint_t,
+        set: Some(ngx_conf_set_msec_slot),
+        conf: NGX_HTTP_MAIN_CONF_OFFSET,
+        offset: core::mem::offset_of!(MainConf, reload_interval),
+        post: ptr::null_mut(),
+    },
+    ngx_command_t {
+        name: ngx_string!("mtls_status"),
+        type_: (NGX_HTTP_LOC_CONF | NGX_CONF_NOARGS) as ngx_uint_t,
+        set: Some(crate::status::set_status),
+        conf: NGX_HTTP_LOC_CONF_OFFSET,
+        offset: 0,
+        post: ptr::null_mut(),
+    },
     ngx_command_t::empty(),
+];
+
+/// `mtls_crl_check leaf | chain;`
+static mut CRL_CHECK: [ngx_conf_enum_t; 3] = [
+    ngx_conf_enum_t {
+        name: ngx_string!("leaf"),
+        value: 0,
+    },
+    ngx_conf_enum_t {
+        name: ngx_string!("chain"),
+        value: 1,
+    },
+    ngx_conf_enum_t {
+        name: ngx_str_t {
+            len: 0,
+            data: ptr::null_mut(),
+        },
+        value: 0,
+    },
 ];
 
 /// The directive's arguments, name first.
@@ -334,5 +481,176 @@ pub unsafe fn check_servers(cf: *mut ngx_conf_t) -> Result<(), ()> {
             );
         }
     }
+    Ok(())
+}
+
+/// `mtls_crl FILE [optional];` and `mtls_deny_list FILE [optional];`
+extern "C" fn set_source(
+    cf: *mut ngx_conf_t,
+    cmd: *mut ngx_command_t,
+    conf: *mut c_void,
+) -> *mut c_char {
+    // SAFETY: nginx calls directive handlers with valid pointers; `conf` is
+    // this module's LocConf, `post` one of the `Kind` values above; TAKE12
+    // guarantees two or three arguments.
+    let (lcf, kind, args) = unsafe {
+        (
+            &mut *conf.cast::<LocConf>(),
+            *(*cmd).post.cast::<Kind>(),
+            args(cf),
+        )
+    };
+    let optional = match args.get(2) {
+        None => false,
+        // SAFETY: a valid argument of the directive.
+        Some(a) if unsafe { NgxStr::from_ngx_str(*a) } == "optional" => true,
+        Some(a) => return invalid_value(cf, &args[0], a, "the parameter must be \"optional\""),
+    };
+    let mut name = args[1];
+    // SAFETY: resolves the path against the prefix, allocating in the
+    // cycle's pool, as nginx does for its own file directives.
+    if name.len == 0
+        || unsafe { ngx_conf_full_name((*cf).cycle, &mut name, 1) } != NGX_OK as ngx_int_t
+    {
+        return invalid_value(cf, &args[0], &args[1], "bad file name");
+    }
+    // SAFETY: `name` now holds the full path allocated above.
+    let path = PathBuf::from(std::ffi::OsStr::from_bytes(unsafe {
+        NgxStr::from_ngx_str(name).as_bytes()
+    }));
+    // SAFETY: `cf` is the configuration being parsed, inside http.
+    let Some(mcf) = (unsafe { Module::main_conf_mut(&*cf) }) else {
+        return NGX_CONF_ERROR;
+    };
+    let index = mcf.add_source(path, kind, optional);
+    let family = match kind {
+        Kind::Crl => &mut lcf.policy.crls,
+        Kind::DenyList => &mut lcf.policy.deny_lists,
+    };
+    let mut list: Vec<usize> = family.as_deref().unwrap_or_default().to_vec();
+    if !list.contains(&index) {
+        list.push(index);
+    }
+    *family = Some(list.into());
+    lcf.own_rules = true;
+    // SAFETY: `cf` is the configuration being parsed.
+    unsafe { mark_server_use(cf) };
+    NGX_CONF_OK
+}
+
+/// Reads every revocation source at configuration time: a file that is
+/// missing or invalid fails the configuration with `[emerg]` (unless it is
+/// `optional`). Outside `nginx -t`, publishes the tables in shared memory
+/// for the workers to come.
+///
+/// # Safety
+/// `cf` must be the configuration nginx passes to postconfiguration, after
+/// the servers were merged.
+pub unsafe fn init_revocation(cf: *mut ngx_conf_t) -> Result<(), ()> {
+    use ngx::http::NgxHttpCoreModule;
+
+    let mcf = Module::main_conf_mut(&*cf).ok_or(())?;
+    if mcf.reload_interval == NGX_CONF_UNSET_MSEC {
+        mcf.reload_interval = 1000;
+    }
+    if mcf.sources.is_empty() {
+        return Ok(());
+    }
+    let log = (*cf).log;
+    let cmcf = NgxHttpCoreModule::main_conf(&*cf).ok_or(())?;
+    let servers = core::slice::from_raw_parts(
+        cmcf.servers.elts as *const *mut ngx_http_core_srv_conf_t,
+        cmcf.servers.nelts,
+    );
+    let ssl_index = (*ptr::addr_of!(ngx_http_ssl_module)).ctx_index;
+    let mut ca_files: Vec<PathBuf> = Vec::new();
+    for &cscf in servers {
+        let ctx = &*(*cscf).ctx;
+        let sscf = &*(*ctx.srv_conf.add(ssl_index)).cast::<ngx_http_ssl_srv_conf_t>();
+        for file in [sscf.client_certificate, sscf.trusted_certificate] {
+            let path = PathBuf::from(std::ffi::OsStr::from_bytes(
+                NgxStr::from_ngx_str(file).as_bytes(),
+            ));
+            if file.len > 0 && !ca_files.contains(&path) {
+                ca_files.push(path);
+            }
+        }
+        // The warning about stale CRLs uses the smallest grace in force.
+        let lcf = &*(*ctx.loc_conf.add(Module::module().ctx_index)).cast::<LocConf>();
+        for &i in lcf.policy.crls.as_deref().unwrap_or_default() {
+            mcf.sources[i].grace = mcf.sources[i].grace.min(lcf.crl_grace as i64);
+        }
+    }
+    for file in &ca_files {
+        match std::fs::read(file)
+            .map_err(|e| e.to_string())
+            .and_then(|pem| X509::stack_from_pem(&pem).map_err(|e| e.to_string()))
+        {
+            Ok(certs) => mcf.cas.extend(certs),
+            Err(e) => {
+                ngx::ngx_log_error!(
+                    NGX_LOG_EMERG,
+                    log,
+                    "mtls: cannot read CA certificates from \"{}\": {e}",
+                    file.display()
+                );
+                return Err(());
+            }
+        }
+    }
+
+    let mut tables = Vec::with_capacity(mcf.sources.len());
+    mcf.loaded.clear();
+    for source in &mcf.sources {
+        let id = FileId::of(source).ok();
+        match crate::loader::read(source, &mcf.cas, None) {
+            Ok(loaded) => {
+                tables.push(Some(loaded));
+                mcf.loaded.push(id);
+            }
+            Err(e) if source.optional => {
+                ngx::ngx_log_error!(
+                    NGX_LOG_WARN,
+                    log,
+                    "mtls: {e}; requests that \"{}\" guards are denied until a valid file arrives",
+                    source.path.display()
+                );
+                tables.push(None);
+                mcf.loaded.push(None);
+            }
+            Err(e) => {
+                ngx::ngx_log_error!(NGX_LOG_EMERG, log, "mtls: {e}");
+                return Err(());
+            }
+        }
+    }
+    if ngx_test_config != 0 {
+        return Ok(());
+    }
+    let shared = match Shared::new(mcf.sources.len()) {
+        Ok(shared) => shared,
+        Err(e) => {
+            ngx::ngx_log_error!(NGX_LOG_EMERG, log, "mtls: cannot create shared memory: {e}");
+            return Err(());
+        }
+    };
+    let now = crate::loader::now();
+    for (i, loaded) in tables.iter().enumerate() {
+        let Some(loaded) = loaded else {
+            shared.slot(i).set_error(now, "not loaded at start");
+            continue;
+        };
+        if let Err(e) = shared.publish(i, &loaded.table, &loaded.summary, now) {
+            ngx::ngx_log_error!(
+                NGX_LOG_EMERG,
+                log,
+                "mtls: cannot publish \"{}\" in /dev/shm: {e}",
+                mcf.sources[i].path.display()
+            );
+            shared.remove_files();
+            return Err(());
+        }
+    }
+    mcf.shared = Some(Arc::new(shared));
     Ok(())
 }

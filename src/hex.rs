@@ -29,7 +29,10 @@ impl Serial {
             .iter()
             .map(|&b| nibble(b).ok_or(HexError::Digit))
             .collect::<Result<Vec<u8>, _>>()?;
-        let significant = nibbles.iter().position(|&n| n != 0).unwrap_or(nibbles.len());
+        let significant = nibbles
+            .iter()
+            .position(|&n| n != 0)
+            .unwrap_or(nibbles.len());
         let nibbles = &nibbles[significant..];
         let mut bytes = Vec::with_capacity(nibbles.len().div_ceil(2));
         // An odd number of digits: the first byte holds a single nibble.
@@ -43,6 +46,11 @@ impl Serial {
     pub fn from_der_content(raw: &[u8]) -> Serial {
         let significant = raw.iter().position(|&b| b != 0).unwrap_or(raw.len());
         Serial(raw[significant..].to_vec())
+    }
+
+    /// The magnitude, big-endian, without leading zero bytes (empty for zero).
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.0
     }
 }
 
@@ -84,10 +92,12 @@ pub fn parse_fingerprint(text: &str) -> Result<Fingerprint, HexError> {
 /// Lower-case hex without separators.
 pub fn lower_hex(bytes: &[u8]) -> String {
     use fmt::Write;
-    bytes.iter().fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
-        let _ = write!(s, "{b:02x}");
-        s
-    })
+    bytes
+        .iter()
+        .fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
+            let _ = write!(s, "{b:02x}");
+            s
+        })
 }
 
 fn nibble(b: u8) -> Option<u8> {
@@ -135,7 +145,13 @@ mod tests {
         let colons = vec!["ab"; 32].join(":");
         assert_eq!(parse_fingerprint(&format!("SHA256:{colons}")).unwrap(), fp);
         assert_eq!(lower_hex(&fp), "ab".repeat(32));
-        for bad in ["sha256:abc", "md5:00", "ab", "sha256:", &format!("sha256:{}zz", "a".repeat(62))] {
+        for bad in [
+            "sha256:abc",
+            "md5:00",
+            "ab",
+            "sha256:",
+            &format!("sha256:{}zz", "a".repeat(62)),
+        ] {
             assert_eq!(parse_fingerprint(bad), Err(HexError::Fingerprint), "{bad}");
         }
     }

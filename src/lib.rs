@@ -9,14 +9,22 @@ pub mod hex;
 pub mod identity;
 pub mod policy;
 
+pub mod loader;
+pub mod revocation;
+pub mod state;
+
 #[cfg(not(test))]
 mod access;
 #[cfg(not(test))]
 mod conf;
 #[cfg(not(test))]
+mod status;
+#[cfg(not(test))]
 mod tls;
 #[cfg(not(test))]
 mod variables;
+#[cfg(not(test))]
+mod worker;
 
 #[cfg(not(test))]
 pub use module::ngx_http_mtls_module;
@@ -33,7 +41,7 @@ mod module {
         NgxHttpCoreModule,
     };
 
-    use crate::conf::{LocConf, SrvConf, NGX_HTTP_MTLS_COMMANDS};
+    use crate::conf::{LocConf, MainConf, SrvConf, NGX_HTTP_MTLS_COMMANDS};
 
     pub(crate) struct Module;
 
@@ -49,7 +57,8 @@ mod module {
         }
 
         unsafe extern "C" fn postconfiguration(cf: *mut ngx_conf_t) -> ngx_int_t {
-            if crate::conf::check_servers(cf).is_err() {
+            if crate::conf::check_servers(cf).is_err() || crate::conf::init_revocation(cf).is_err()
+            {
                 return NGX_ERROR as ngx_int_t;
             }
             let Some(cmcf) = NgxHttpCoreModule::main_conf_mut(&*cf) else {
@@ -67,6 +76,9 @@ mod module {
 
     // SAFETY: the configuration types below are the ones the create/merge
     // callbacks of NGX_HTTP_MTLS_MODULE_CTX allocate.
+    unsafe impl HttpModuleMainConf for Module {
+        type MainConf = MainConf;
+    }
     unsafe impl HttpModuleServerConf for Module {
         type ServerConf = SrvConf;
     }
@@ -77,7 +89,7 @@ mod module {
     static NGX_HTTP_MTLS_MODULE_CTX: ngx_http_module_t = ngx_http_module_t {
         preconfiguration: Some(Module::preconfiguration),
         postconfiguration: Some(Module::postconfiguration),
-        create_main_conf: None,
+        create_main_conf: Some(Module::create_main_conf),
         init_main_conf: None,
         create_srv_conf: Some(Module::create_srv_conf),
         merge_srv_conf: Some(Module::merge_srv_conf),
@@ -94,8 +106,35 @@ mod module {
         ctx: ptr::addr_of!(NGX_HTTP_MTLS_MODULE_CTX) as *mut c_void,
         commands: ptr::addr_of_mut!(NGX_HTTP_MTLS_COMMANDS) as *mut ngx_command_t,
         type_: NGX_HTTP_MODULE as ngx_uint_t,
+        init_process: Some(init_process),
+        exit_process: Some(exit_process),
+        exit_master: Some(exit_master),
         ..ngx_module_t::default()
     };
+
+    extern "C" fn init_process(cycle: *mut ngx_cycle_t) -> ngx_int_t {
+        // SAFETY: nginx passes its live cycle; the main configuration of
+        // this module is the one create_main_conf made for it.
+        let _ = std::panic::catch_unwind(|| unsafe {
+            if let Some(mcf) = Module::main_conf(&*cycle) {
+                crate::worker::start(cycle, mcf);
+            }
+        });
+        NGX_OK as ngx_int_t
+    }
+
+    extern "C" fn exit_process(_cycle: *mut ngx_cycle_t) {
+        let _ = std::panic::catch_unwind(crate::worker::stop);
+    }
+
+    extern "C" fn exit_master(cycle: *mut ngx_cycle_t) {
+        // SAFETY: as in init_process.
+        let _ = std::panic::catch_unwind(|| unsafe {
+            if let Some(shared) = Module::main_conf(&*cycle).and_then(|m| m.shared.as_ref()) {
+                shared.remove_files();
+            }
+        });
+    }
 }
 
 #[cfg(not(test))]

@@ -21,17 +21,38 @@ pub enum Reason {
     Unverified,
     BadCert,
     SerialDenied,
+    Revoked,
+    CrlMissing,
+    CrlStale,
+    DenyListMissing,
     Issuer,
     NotAllowed,
 }
 
 impl Reason {
+    pub const ALL: [Reason; 10] = [
+        Reason::NoCert,
+        Reason::Unverified,
+        Reason::BadCert,
+        Reason::SerialDenied,
+        Reason::Revoked,
+        Reason::CrlMissing,
+        Reason::CrlStale,
+        Reason::DenyListMissing,
+        Reason::Issuer,
+        Reason::NotAllowed,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Reason::NoCert => "no_cert",
             Reason::Unverified => "unverified",
             Reason::BadCert => "bad_cert",
             Reason::SerialDenied => "serial_denied",
+            Reason::Revoked => "revoked",
+            Reason::CrlMissing => "crl_missing",
+            Reason::CrlStale => "crl_stale",
+            Reason::DenyListMissing => "deny_list_missing",
             Reason::Issuer => "issuer",
             Reason::NotAllowed => "not_allowed",
         }
@@ -139,11 +160,19 @@ pub struct Policy {
     pub identity: Option<Arc<IdentityRules>>,
     pub issuers: Option<Arc<HashSet<Dn>>>,
     pub deny_serials: Option<Arc<HashSet<Serial>>>,
+    /// Revocation sources (`mtls_crl`, `mtls_deny_list`), by index into the
+    /// list of sources of the configuration.
+    pub crls: Option<Arc<[usize]>>,
+    pub deny_lists: Option<Arc<[usize]>>,
 }
 
 impl Policy {
     pub fn has_rules(&self) -> bool {
-        self.identity.is_some() || self.issuers.is_some() || self.deny_serials.is_some()
+        self.identity.is_some()
+            || self.issuers.is_some()
+            || self.deny_serials.is_some()
+            || self.crls.is_some()
+            || self.deny_lists.is_some()
     }
 
     /// Takes each family this level does not set from the enclosing level.
@@ -157,10 +186,21 @@ impl Policy {
         if self.deny_serials.is_none() {
             self.deny_serials.clone_from(&parent.deny_serials);
         }
+        if self.crls.is_none() {
+            self.crls.clone_from(&parent.crls);
+        }
+        if self.deny_lists.is_none() {
+            self.deny_lists.clone_from(&parent.deny_lists);
+        }
     }
 
     /// Deny rules are checked before allow rules: deny always wins.
-    pub fn decide(&self, peer: &Peer<'_>) -> Result<(), Reason> {
+    /// `revocation` checks the certificate against the revocation sources.
+    pub fn decide(
+        &self,
+        peer: &Peer<'_>,
+        revocation: impl FnOnce(&Identity) -> Result<(), Reason>,
+    ) -> Result<(), Reason> {
         let id = match peer {
             Peer::NoCert => return Err(Reason::NoCert),
             Peer::Unverified => return Err(Reason::Unverified),
@@ -174,6 +214,7 @@ impl Policy {
         {
             return Err(Reason::SerialDenied);
         }
+        revocation(id)?;
         if self
             .issuers
             .as_ref()
@@ -191,3 +232,7 @@ impl Policy {
         Ok(())
     }
 }
+
+#[cfg(test)]
+#[path = "policy/tests.rs"]
+mod tests;

@@ -10,17 +10,55 @@ use foreign_types::ForeignTypeRef;
 use ngx::ffi::ngx_connection_t;
 use openssl::ex_data::Index;
 use openssl::ssl::{Ssl, SslRef};
-use openssl::x509::X509VerifyResult;
+use openssl::x509::{X509Ref, X509VerifyResult};
 
+use crate::hex::Serial;
 use crate::identity::Identity;
 use crate::policy::Peer;
+use crate::revocation::{issuer_key, IssuerKey};
 
 /// What the handshake established about the client, as cached per connection.
 pub enum ClientCert {
     None,
     Unverified(X509VerifyResult),
     Unreadable(String),
-    Verified(Box<Identity>),
+    Verified(Box<Identity>, Chain),
+}
+
+/// A certificate of the verified chain, as revocation sees it.
+#[derive(Clone, Debug)]
+pub struct Link {
+    pub issuer_key: IssuerKey,
+    pub serial: Serial,
+    pub is_ca: bool,
+}
+
+/// The verified chain below its root, leaf first. `None` where OpenSSL
+/// kept no chain (a resumed TLS session): then it is rebuilt from the
+/// configured CA certificates.
+pub type Chain = Option<Vec<Link>>;
+
+impl Link {
+    pub fn of(cert: &X509Ref, is_ca: bool) -> Option<Link> {
+        Some(Link {
+            issuer_key: issuer_key(&cert.issuer_name().to_der().ok()?),
+            serial: Serial::from_der_content(&cert.serial_number().to_bn().ok()?.to_vec()),
+            is_ca,
+        })
+    }
+}
+
+/// The chain of a verified connection, leaf first, without the root (the
+/// last certificate, which verifies itself).
+fn verified_chain(ssl: &SslRef) -> Chain {
+    let chain = ssl.verified_chain()?;
+    let len = chain.len();
+    chain
+        .iter()
+        .take(len.saturating_sub(1).max(1))
+        .enumerate()
+        .map(|(depth, cert)| Link::of(cert, depth > 0))
+        .collect()
 }
 
 impl ClientCert {
@@ -29,14 +67,14 @@ impl ClientCert {
             ClientCert::None => Peer::NoCert,
             ClientCert::Unverified(_) => Peer::Unverified,
             ClientCert::Unreadable(_) => Peer::Unreadable,
-            ClientCert::Verified(id) => Peer::Verified(id),
+            ClientCert::Verified(id, _) => Peer::Verified(id),
         }
     }
 
     /// The identity, only for a certificate that verified.
     pub fn identity(&self) -> Option<&Identity> {
         match self {
-            ClientCert::Verified(id) => Some(id),
+            ClientCert::Verified(id, _) => Some(id),
             _ => None,
         }
     }
@@ -51,7 +89,7 @@ impl ClientCert {
         }
         match cert.to_der().map_err(|e| e.to_string()) {
             Ok(der) => match Identity::from_der(&der) {
-                Ok(id) => ClientCert::Verified(Box::new(id)),
+                Ok(id) => ClientCert::Verified(Box::new(id), verified_chain(ssl)),
                 Err(e) => ClientCert::Unreadable(e.to_string()),
             },
             Err(e) => ClientCert::Unreadable(e),

@@ -24,6 +24,8 @@ pub enum IdentityError {
 pub struct Identity {
     pub subject: Dn,
     pub issuer: Dn,
+    /// SHA-256 of the issuer Name's DER, the key of its CRL.
+    pub issuer_key: [u8; 32],
     /// The subject's CN when there is exactly one and it is a string.
     pub cn: Option<String>,
     pub serial: Serial,
@@ -49,6 +51,7 @@ impl Identity {
         Ok(Identity {
             cn: single_cn(&subject),
             issuer: Dn::from_x509(cert.issuer()),
+            issuer_key: crate::revocation::issuer_key(cert.issuer().as_raw()),
             subject,
             serial: Serial::from_der_content(cert.raw_serial()),
             fingerprint: openssl::sha::sha256(der),

@@ -1,0 +1,155 @@
+//! The revocation step of the decision: the certificate against the deny
+//! lists and CRLs in effect, read from the tables in shared memory.
+
+use ngx::http::{HttpModuleLocationConf, HttpModuleMainConf, Request};
+use openssl::x509::X509;
+
+use crate::conf::{LocConf, MainConf};
+use crate::identity::Identity;
+use crate::loader::now;
+use crate::policy::Reason;
+use crate::revocation::{issuer_key, Scope};
+use crate::tls::{client_cert, ClientCert, Link};
+use crate::Module;
+
+pub fn check(
+    mcf: &MainConf,
+    lcf: &LocConf,
+    id: &Identity,
+    chain: Option<&[Link]>,
+) -> Result<(), Reason> {
+    check_sources(mcf, lcf, id, chain).map_err(|(reason, _)| reason)
+}
+
+/// `, revoked by "FILE"` for a denial that a revocation source decided.
+pub fn source_note(r: &Request, reason: Reason) -> String {
+    if !matches!(
+        reason,
+        Reason::Revoked | Reason::CrlMissing | Reason::CrlStale | Reason::DenyListMissing
+    ) {
+        return String::new();
+    }
+    let (Some(lcf), Some(mcf)) = (Module::location_conf(r), Module::main_conf(r)) else {
+        return String::new();
+    };
+    // SAFETY: the request's connection is live while the request is.
+    let ClientCert::Verified(id, chain) = (unsafe { client_cert(r.connection()) }) else {
+        return String::new();
+    };
+    match check_sources(mcf, lcf, id, chain.as_deref()) {
+        Err((_, Some(i))) => format!(", by \"{}\"", mcf.sources[i].path.display()),
+        _ => String::new(),
+    }
+}
+
+type Failure = (Reason, Option<usize>);
+
+fn check_sources(
+    mcf: &MainConf,
+    lcf: &LocConf,
+    id: &Identity,
+    chain: Option<&[Link]>,
+) -> Result<(), Failure> {
+    let Some(shared) = &mcf.shared else {
+        // Sources exist only with shared memory; none, nothing to check.
+        return Ok(());
+    };
+    for &i in lcf.policy.deny_lists.as_deref().unwrap_or_default() {
+        shared.with_table(i, |table| match table {
+            None => Err((Reason::DenyListMissing, Some(i))),
+            Some(t)
+                if t.denies_serial(id.serial.as_bytes())
+                    || t.denies_fingerprint(&id.fingerprint) =>
+            {
+                Err((Reason::Revoked, Some(i)))
+            }
+            Some(_) => Ok(()),
+        })?;
+    }
+    let Some(crls) = lcf.policy.crls.as_deref() else {
+        return Ok(());
+    };
+    let rebuilt;
+    let links = match chain {
+        Some(links) => links,
+        None => {
+            rebuilt = rebuild_chain(id, &mcf.cas);
+            &rebuilt
+        }
+    };
+    let checked = if lcf.crl_chain != 0 { links.len() } else { 1 };
+    let now = now();
+    for link in &links[..checked.min(links.len())] {
+        let mut covered = None;
+        for &i in crls {
+            let verdict = shared.with_table(i, |table| {
+                let info = table.as_ref()?.issuer(&link.issuer_key)?;
+                let applies = match info.scope {
+                    Scope::All => true,
+                    Scope::EndEntity => !link.is_ca,
+                    Scope::Ca => link.is_ca,
+                };
+                if !applies {
+                    return None;
+                }
+                Some(
+                    if now > info.next_update.saturating_add(lcf.crl_grace as i64) {
+                        Err((Reason::CrlStale, Some(i)))
+                    } else if table
+                        .as_ref()?
+                        .is_revoked(&link.issuer_key, link.serial.as_bytes())
+                    {
+                        Err((Reason::Revoked, Some(i)))
+                    } else {
+                        Ok(())
+                    },
+                )
+            });
+            match verdict {
+                Some(Err(failure)) => return Err(failure),
+                Some(Ok(())) => covered = Some(i),
+                None => {}
+            }
+        }
+        if covered.is_none() {
+            return Err((Reason::CrlMissing, crls.first().copied()));
+        }
+    }
+    Ok(())
+}
+
+/// The chain of a resumed session, where OpenSSL kept none: the leaf, then
+/// each issuer found among the configured CA certificates, up to a
+/// self-issued root. An issuer that is not found ends the chain there; its
+/// certificate then goes unchecked only if it is not among the CAs at all,
+/// which a verified chain rules out for `ssl_client_certificate` setups.
+fn rebuild_chain(id: &Identity, cas: &[X509]) -> Vec<Link> {
+    let mut links = vec![Link {
+        issuer_key: id.issuer_key,
+        serial: id.serial.clone(),
+        is_ca: false,
+    }];
+    let mut issuer = id.issuer_key;
+    while links.len() < 16 {
+        let Some(ca) = cas.iter().find(|ca| {
+            ca.subject_name()
+                .to_der()
+                .is_ok_and(|der| issuer_key(&der) == issuer)
+        }) else {
+            break;
+        };
+        let Ok(ca_issuer) = ca.issuer_name().to_der() else {
+            break;
+        };
+        let ca_issuer = issuer_key(&ca_issuer);
+        if ca_issuer == issuer {
+            break; // self-issued: the root, which nothing revokes
+        }
+        let Some(link) = Link::of(ca, true) else {
+            break;
+        };
+        links.push(link);
+        issuer = ca_issuer;
+    }
+    links
+}

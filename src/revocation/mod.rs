@@ -1,0 +1,14 @@
+//! Live revocation, the part without nginx: CRL files and deny lists read
+//! into immutable look-up tables (`table`) that one process builds and every
+//! worker probes in place, in shared memory. Loading (`crl`, `denylist`)
+//! checks a whole file and yields a table or an error, never a partial one.
+
+pub mod crl;
+pub mod denylist;
+pub mod table;
+#[cfg(test)]
+mod testca;
+
+pub use crl::{check_newer, issuer_key, CrlError, CrlSummary, LoadedCrls};
+pub use denylist::{DenyListError, LoadedDenyList};
+pub use table::{CrlNumber, IssuerInfo, IssuerKey, Kind, Scope, Table, TableBuilder, TableError};

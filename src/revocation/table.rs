@@ -1,0 +1,1151 @@
+//! The revocation table: an immutable byte layout, probed in place.
+//!
+//! The loader serializes a set of revoked certificates once; the bytes can
+//! then live in a file mapped read-only into every worker (`/dev/shm`), at
+//! any address: the layout holds offsets relative to its start, never
+//! pointers, and is read byte by byte, so neither the address nor its
+//! alignment matter. Everything read from the bytes is bounds-checked: a
+//! corrupt or truncated table is an error or a miss, never a panic.
+//!
+//! Layout, all integers little-endian, every section 8-byte aligned:
+//!
+//! | offset | size | field |
+//! |--------|------|-------|
+//! | 0  | 8 | magic `MTLSREV1` |
+//! | 8  | 4 | format version, 1 |
+//! | 12 | 4 | kind: 1 CRL, 2 deny list |
+//! | 16 | 4 | number of issuer records `m` |
+//! | 20 | 4 | bucket bits `b` (0 to 32) |
+//! | 24 | 8 | number of entries `n` (at most 2^32 - 1) |
+//! | 32 | 8 | offset of the issuer records (64) |
+//! | 40 | 8 | offset of the bucket index |
+//! | 48 | 8 | offset of the entries |
+//! | 56 | 8 | total length |
+//!
+//! - issuer records: `m` records of 80 bytes, sorted by issuer key (see
+//!   [`IssuerInfo`]): key 32, thisUpdate i64, nextUpdate i64, entries u64,
+//!   flags u8 (1: has a CRL number), scope u8, CRL number length u8, CRL
+//!   number (20 bytes, big-endian magnitude, zero-padded), one zero byte;
+//! - bucket index: `2^b + 1` u32, the index of the first entry of each bucket,
+//!   the last one `n`; a bucket is the top `b` bits of an entry;
+//! - entries: `n` keys of 16 bytes, ascending as big-endian numbers, distinct.
+//!
+//! An entry is the first 16 bytes of a SHA-256 over a domain tag and what is
+//! revoked: (1, issuer key, serial) for a CRL entry, (2, serial) for a serial
+//! denied under any issuer, (3, certificate SHA-256) for a fingerprint.
+//! Entries are uniform, so with `2^b ≈ n` buckets a look-up hashes once and
+//! compares about one entry, whatever `n` is.
+
+use std::collections::btree_map::{BTreeMap, Entry};
+use std::fmt;
+
+use openssl::sha::Sha256;
+
+use crate::hex::Fingerprint;
+
+/// The SHA-256 of an issuer Name's DER encoding: see [`super::issuer_key`].
+pub type IssuerKey = [u8; 32];
+
+const MAGIC: &[u8; 8] = b"MTLSREV1";
+const VERSION: u32 = 1;
+const HEADER_LEN: usize = 64;
+const RECORD_LEN: usize = 80;
+const ENTRY_LEN: usize = 16;
+const MAX_BITS: u32 = 32;
+/// The longest CRL number RFC 5280 allows (20 octets).
+const MAX_NUMBER_LEN: usize = 20;
+
+const TAG_CRL: u8 = 1;
+const TAG_SERIAL: u8 = 2;
+const TAG_FINGERPRINT: u8 = 3;
+
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum TableError {
+    #[error("revocation table is truncated ({len} bytes, at least {need} expected)")]
+    Truncated { len: usize, need: u64 },
+    #[error("not a revocation table (bad magic)")]
+    Magic,
+    #[error("unsupported revocation table version {0}")]
+    Version(u32),
+    #[error("corrupt revocation table: {0}")]
+    Corrupt(&'static str),
+    #[error("too many revocation entries ({0})")]
+    TooLarge(usize),
+    #[error("issuer added twice to a revocation table")]
+    DuplicateIssuer,
+}
+
+/// What a table holds: the entries of CRLs, or of a deny list.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    Crl,
+    DenyList,
+}
+
+impl Kind {
+    fn code(self) -> u32 {
+        match self {
+            Kind::Crl => 1,
+            Kind::DenyList => 2,
+        }
+    }
+
+    fn from_code(code: u32) -> Option<Kind> {
+        match code {
+            1 => Some(Kind::Crl),
+            2 => Some(Kind::DenyList),
+            _ => None,
+        }
+    }
+}
+
+/// Which certificates of its issuer a CRL covers, from its
+/// issuingDistributionPoint extension.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Scope {
+    #[default]
+    All,
+    /// `onlyContainsUserCerts`: says nothing about CA certificates.
+    EndEntity,
+    /// `onlyContainsCACerts`: says nothing about end-entity certificates.
+    Ca,
+}
+
+impl Scope {
+    fn code(self) -> u8 {
+        match self {
+            Scope::All => 0,
+            Scope::EndEntity => 1,
+            Scope::Ca => 2,
+        }
+    }
+
+    fn from_code(code: u8) -> Option<Scope> {
+        match code {
+            0 => Some(Scope::All),
+            1 => Some(Scope::EndEntity),
+            2 => Some(Scope::Ca),
+            _ => None,
+        }
+    }
+}
+
+/// A CRL number, kept whole: up to the 20 octets RFC 5280 allows, so that
+/// "older than the one in force" is decided exactly, never on a truncation.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct CrlNumber {
+    len: u8,
+    bytes: [u8; MAX_NUMBER_LEN],
+}
+
+impl CrlNumber {
+    /// From a big-endian magnitude; leading zero bytes are ignored. `None`
+    /// if it is longer than 20 octets.
+    pub fn from_be_bytes(magnitude: &[u8]) -> Option<CrlNumber> {
+        let magnitude = strip_zeros(magnitude);
+        let mut bytes = [0; MAX_NUMBER_LEN];
+        bytes.get_mut(..magnitude.len())?.copy_from_slice(magnitude);
+        Some(CrlNumber {
+            len: magnitude.len() as u8,
+            bytes,
+        })
+    }
+
+    /// The big-endian magnitude without leading zero bytes (empty for zero).
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.bytes[..usize::from(self.len)]
+    }
+}
+
+impl From<u64> for CrlNumber {
+    fn from(n: u64) -> CrlNumber {
+        let bytes = n.to_be_bytes();
+        let magnitude = strip_zeros(&bytes);
+        let mut out = [0; MAX_NUMBER_LEN];
+        out[..magnitude.len()].copy_from_slice(magnitude);
+        CrlNumber {
+            len: magnitude.len() as u8,
+            bytes: out,
+        }
+    }
+}
+
+impl Ord for CrlNumber {
+    fn cmp(&self, other: &CrlNumber) -> std::cmp::Ordering {
+        // Magnitudes without leading zeros: the longer one is the larger.
+        self.len
+            .cmp(&other.len)
+            .then_with(|| self.as_bytes().cmp(other.as_bytes()))
+    }
+}
+
+impl PartialOrd for CrlNumber {
+    fn partial_cmp(&self, other: &CrlNumber) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+/// Decimal, as `openssl crl -text` prints it.
+impl fmt::Display for CrlNumber {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let n = x509_parser::num_bigint::BigUint::from_bytes_be(self.as_bytes());
+        fmt::Display::fmt(&n, f)
+    }
+}
+
+impl fmt::Debug for CrlNumber {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "CrlNumber({self})")
+    }
+}
+
+/// What the table records about one CRL.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct IssuerInfo {
+    pub key: IssuerKey,
+    /// Unix time.
+    pub this_update: i64,
+    /// Unix time; `i64::MAX` when the CRL has no nextUpdate.
+    pub next_update: i64,
+    pub number: Option<CrlNumber>,
+    pub scope: Scope,
+    /// Entries the CRL lists.
+    pub entries: u64,
+}
+
+impl IssuerInfo {
+    fn encode(&self, out: &mut Vec<u8>) {
+        let start = out.len();
+        out.extend_from_slice(&self.key);
+        out.extend_from_slice(&self.this_update.to_le_bytes());
+        out.extend_from_slice(&self.next_update.to_le_bytes());
+        out.extend_from_slice(&self.entries.to_le_bytes());
+        out.push(u8::from(self.number.is_some()));
+        out.push(self.scope.code());
+        let number = self.number.unwrap_or(CrlNumber::from(0));
+        out.push(number.len);
+        out.extend_from_slice(&number.bytes);
+        out.push(0);
+        debug_assert_eq!(out.len() - start, RECORD_LEN);
+    }
+
+    /// Decodes a record of exactly `RECORD_LEN` bytes. Out-of-range fields
+    /// are clamped here; `check_record` is what rejects them.
+    fn decode(record: &[u8]) -> IssuerInfo {
+        let number_len = usize::from(record[58]).min(MAX_NUMBER_LEN);
+        let number = (record[56] & 1 == 1)
+            .then(|| CrlNumber::from_be_bytes(&record[59..59 + number_len]))
+            .flatten();
+        IssuerInfo {
+            key: array(&record[..32]),
+            this_update: i64::from_le_bytes(array(&record[32..40])),
+            next_update: i64::from_le_bytes(array(&record[40..48])),
+            entries: u64::from_le_bytes(array(&record[48..56])),
+            number,
+            scope: Scope::from_code(record[57]).unwrap_or_default(),
+        }
+    }
+
+    fn check_record(record: &[u8]) -> Result<(), TableError> {
+        let number_len = usize::from(record[58]);
+        if record[56] > 1 || Scope::from_code(record[57]).is_none() {
+            return Err(TableError::Corrupt("bad issuer flags"));
+        }
+        if number_len > MAX_NUMBER_LEN || (number_len > 0 && record[59] == 0) {
+            return Err(TableError::Corrupt("bad CRL number"));
+        }
+        Ok(())
+    }
+}
+
+/// Collects revoked certificates and serializes them into a table.
+pub struct TableBuilder {
+    kind: Kind,
+    issuers: BTreeMap<IssuerKey, IssuerInfo>,
+    keys: Vec<u128>,
+}
+
+impl TableBuilder {
+    pub fn new(kind: Kind) -> TableBuilder {
+        TableBuilder::with_capacity(kind, 0)
+    }
+
+    /// Reserves room for `entries` entries.
+    pub fn with_capacity(kind: Kind, entries: usize) -> TableBuilder {
+        TableBuilder {
+            kind,
+            issuers: BTreeMap::new(),
+            keys: Vec::with_capacity(entries),
+        }
+    }
+
+    /// Records a CRL; one per issuer.
+    pub fn add_issuer(&mut self, info: IssuerInfo) -> Result<(), TableError> {
+        match self.issuers.entry(info.key) {
+            Entry::Occupied(_) => Err(TableError::DuplicateIssuer),
+            Entry::Vacant(slot) => {
+                slot.insert(info);
+                Ok(())
+            }
+        }
+    }
+
+    /// Adds the certificate `serial` of `issuer` (a big-endian magnitude;
+    /// leading zero bytes, such as DER's sign byte, are ignored).
+    pub fn add_revoked(&mut self, issuer: &IssuerKey, serial: &[u8]) {
+        self.keys.push(crl_entry(issuer, serial));
+    }
+
+    /// Adds a serial denied whatever the issuer.
+    pub fn add_serial(&mut self, serial: &[u8]) {
+        self.keys.push(serial_entry(serial));
+    }
+
+    /// Adds a certificate SHA-256 fingerprint.
+    pub fn add_fingerprint(&mut self, fingerprint: &Fingerprint) {
+        self.keys.push(fingerprint_entry(fingerprint));
+    }
+
+    /// Sorts the entries (duplicates count once) and serializes the table.
+    pub fn finish(mut self) -> Result<Vec<u8>, TableError> {
+        self.keys.sort_unstable();
+        self.keys.dedup();
+        let n = self.keys.len();
+        if u32::try_from(n).is_err() {
+            return Err(TableError::TooLarge(n));
+        }
+        let layout = Layout::of(self.issuers.len() as u64, n as u64, bits_for(n))
+            .ok_or(TableError::TooLarge(n))?;
+        let mut out = Vec::with_capacity(layout.total as usize);
+        out.extend_from_slice(MAGIC);
+        out.extend_from_slice(&VERSION.to_le_bytes());
+        out.extend_from_slice(&self.kind.code().to_le_bytes());
+        out.extend_from_slice(&(self.issuers.len() as u32).to_le_bytes());
+        out.extend_from_slice(&layout.bits.to_le_bytes());
+        for field in [
+            n as u64,
+            layout.issuers,
+            layout.buckets,
+            layout.entries,
+            layout.total,
+        ] {
+            out.extend_from_slice(&field.to_le_bytes());
+        }
+        for info in self.issuers.values() {
+            info.encode(&mut out);
+        }
+        out.resize(layout.buckets as usize, 0);
+        // Bucket starts: a running count of the entries below each bucket.
+        let mut next = 0usize;
+        for bucket in 0..=1u64 << layout.bits {
+            while next < n && bucket_of(self.keys[next], layout.bits) < bucket {
+                next += 1;
+            }
+            out.extend_from_slice(&(next as u32).to_le_bytes());
+        }
+        out.resize(layout.entries as usize, 0);
+        for key in &self.keys {
+            out.extend_from_slice(&key.to_be_bytes());
+        }
+        debug_assert_eq!(out.len() as u64, layout.total);
+        Ok(out)
+    }
+}
+
+/// A table, read in place from its bytes.
+#[derive(Clone, Copy, Debug)]
+pub struct Table<'a> {
+    kind: Kind,
+    bits: u32,
+    issuers: &'a [u8],
+    buckets: &'a [u8],
+    entries: &'a [u8],
+}
+
+impl<'a> Table<'a> {
+    /// Checks the header, the section bounds, the issuer records and that
+    /// the bucket index ascends from 0 to the entry count. Costs
+    /// O(buckets), about 1 ms per million entries: do it once for bytes
+    /// read from outside, then use [`Table::open`] on the same bytes.
+    pub fn new(bytes: &'a [u8]) -> Result<Table<'a>, TableError> {
+        let table = Table::open(bytes)?;
+        let mut previous: Option<&[u8]> = None;
+        for record in table.issuers.chunks_exact(RECORD_LEN) {
+            IssuerInfo::check_record(record)?;
+            if previous.is_some_and(|p| p >= &record[..32]) {
+                return Err(TableError::Corrupt("issuers are not sorted"));
+            }
+            previous = Some(&record[..32]);
+        }
+        let mut starts = table
+            .buckets
+            .chunks_exact(4)
+            .map(|b| u32::from_le_bytes(array(b)));
+        if starts.next() != Some(0) {
+            return Err(TableError::Corrupt("bucket index does not start at 0"));
+        }
+        let mut last = 0;
+        for start in starts {
+            if start < last {
+                return Err(TableError::Corrupt("bucket index is not sorted"));
+            }
+            last = start;
+        }
+        if last as usize != table.len() {
+            return Err(TableError::Corrupt(
+                "bucket index does not end at the entry count",
+            ));
+        }
+        Ok(table)
+    }
+
+    /// Checks the header and the section bounds only, in O(1): for bytes
+    /// that [`Table::new`] accepted, such as an immutable shared mapping
+    /// opened on every request. Look-ups stay memory-safe on any bytes; on
+    /// a corrupt bucket index they may miss.
+    pub fn open(bytes: &'a [u8]) -> Result<Table<'a>, TableError> {
+        let need = |need: u64| TableError::Truncated {
+            len: bytes.len(),
+            need,
+        };
+        let header = bytes.get(..HEADER_LEN).ok_or(need(HEADER_LEN as u64))?;
+        if &header[..8] != MAGIC {
+            return Err(TableError::Magic);
+        }
+        let u32_at = |at: usize| u32::from_le_bytes(array(&header[at..at + 4]));
+        let u64_at = |at: usize| u64::from_le_bytes(array(&header[at..at + 8]));
+        if u32_at(8) != VERSION {
+            return Err(TableError::Version(u32_at(8)));
+        }
+        let kind = Kind::from_code(u32_at(12)).ok_or(TableError::Corrupt("unknown kind"))?;
+        let (issuers, bits, n) = (u64::from(u32_at(16)), u32_at(20), u64_at(24));
+        if n > u64::from(u32::MAX) || bits > MAX_BITS {
+            return Err(TableError::Corrupt("bad counts"));
+        }
+        let layout = Layout::of(issuers, n, bits).ok_or(TableError::Corrupt("bad counts"))?;
+        if [u64_at(32), u64_at(40), u64_at(48), u64_at(56)]
+            != [layout.issuers, layout.buckets, layout.entries, layout.total]
+        {
+            return Err(TableError::Corrupt("bad section offsets"));
+        }
+        if (bytes.len() as u64) < layout.total {
+            return Err(need(layout.total));
+        }
+        // All ends are at most `layout.total`, which fits in `bytes`.
+        let section = |from: u64, len: u64| &bytes[from as usize..(from + len) as usize];
+        Ok(Table {
+            kind,
+            bits,
+            issuers: section(layout.issuers, issuers * RECORD_LEN as u64),
+            buckets: section(layout.buckets, ((1u64 << bits) + 1) * 4),
+            entries: section(layout.entries, n * ENTRY_LEN as u64),
+        })
+    }
+
+    pub fn kind(&self) -> Kind {
+        self.kind
+    }
+
+    /// The number of distinct entries.
+    pub fn len(&self) -> usize {
+        self.entries.len() / ENTRY_LEN
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// Whether a CRL of `issuer` lists `serial` (a big-endian magnitude;
+    /// leading zero bytes are ignored, so a DER INTEGER's content will do).
+    pub fn is_revoked(&self, issuer: &IssuerKey, serial: &[u8]) -> bool {
+        self.contains(crl_entry(issuer, serial))
+    }
+
+    /// Whether the deny list names `serial`, whatever the issuer.
+    pub fn denies_serial(&self, serial: &[u8]) -> bool {
+        self.contains(serial_entry(serial))
+    }
+
+    /// Whether the deny list names the certificate with this SHA-256.
+    pub fn denies_fingerprint(&self, fingerprint: &Fingerprint) -> bool {
+        self.contains(fingerprint_entry(fingerprint))
+    }
+
+    /// The CRL in this table for `issuer`, if any.
+    pub fn issuer(&self, issuer: &IssuerKey) -> Option<IssuerInfo> {
+        let record = |i: usize| &self.issuers[i * RECORD_LEN..(i + 1) * RECORD_LEN];
+        let (mut low, mut high) = (0, self.issuers.len() / RECORD_LEN);
+        while low < high {
+            let mid = low + (high - low) / 2;
+            match record(mid)[..32].cmp(issuer) {
+                std::cmp::Ordering::Less => low = mid + 1,
+                std::cmp::Ordering::Greater => high = mid,
+                std::cmp::Ordering::Equal => return Some(IssuerInfo::decode(record(mid))),
+            }
+        }
+        None
+    }
+
+    /// The CRLs in this table, by issuer key.
+    pub fn issuers(&self) -> impl Iterator<Item = IssuerInfo> + 'a {
+        self.issuers
+            .chunks_exact(RECORD_LEN)
+            .map(IssuerInfo::decode)
+    }
+
+    fn contains(&self, key: u128) -> bool {
+        let bucket = bucket_of(key, self.bits) as usize;
+        let start = |b: usize| {
+            let at = b * 4;
+            self.buckets
+                .get(at..at + 4)
+                .map(|s| u32::from_le_bytes(array(s)) as usize)
+        };
+        let (Some(first), Some(end)) = (start(bucket), start(bucket + 1)) else {
+            return false;
+        };
+        // `get` is None when the index is corrupt (first > end, or past n).
+        let Some(slots) = self.entries.get(first * ENTRY_LEN..end * ENTRY_LEN) else {
+            return false;
+        };
+        let key = key.to_be_bytes();
+        slots.chunks_exact(ENTRY_LEN).any(|entry| entry == key)
+    }
+}
+
+/// Section offsets for `issuers` records, `n` entries and `2^bits` buckets;
+/// `None` on overflow.
+struct Layout {
+    bits: u32,
+    issuers: u64,
+    buckets: u64,
+    entries: u64,
+    total: u64,
+}
+
+impl Layout {
+    fn of(issuers: u64, n: u64, bits: u32) -> Option<Layout> {
+        let align = |x: u64| x.checked_add(7).map(|x| x & !7);
+        let first = HEADER_LEN as u64;
+        let buckets = align(first.checked_add(issuers.checked_mul(RECORD_LEN as u64)?)?)?;
+        let index_len = 1u64.checked_shl(bits)?.checked_add(1)?.checked_mul(4)?;
+        let entries = align(buckets.checked_add(index_len)?)?;
+        let total = entries.checked_add(n.checked_mul(ENTRY_LEN as u64)?)?;
+        usize::try_from(total).ok()?;
+        Some(Layout {
+            bits,
+            issuers: first,
+            buckets,
+            entries,
+            total,
+        })
+    }
+}
+
+/// About one entry per bucket: the smallest `b` with `2^b >= n`.
+fn bits_for(n: usize) -> u32 {
+    if n <= 1 {
+        0
+    } else {
+        usize::BITS - (n - 1).leading_zeros()
+    }
+}
+
+/// The top `bits` bits of an entry.
+fn bucket_of(key: u128, bits: u32) -> u64 {
+    // With 0 bits, the shift is by 64: every entry is in bucket 0.
+    ((key >> 64) as u64).checked_shr(64 - bits).unwrap_or(0)
+}
+
+fn crl_entry(issuer: &IssuerKey, serial: &[u8]) -> u128 {
+    entry_key(TAG_CRL, &[issuer, strip_zeros(serial)])
+}
+
+fn serial_entry(serial: &[u8]) -> u128 {
+    entry_key(TAG_SERIAL, &[strip_zeros(serial)])
+}
+
+fn fingerprint_entry(fingerprint: &Fingerprint) -> u128 {
+    entry_key(TAG_FINGERPRINT, &[fingerprint])
+}
+
+/// The first 16 bytes of SHA-256(tag || parts): each kind of entry has its
+/// own tag, and only the last part varies in length, so distinct inputs
+/// never share a hash input.
+fn entry_key(tag: u8, parts: &[&[u8]]) -> u128 {
+    let mut hash = Sha256::new();
+    hash.update(&[tag]);
+    for part in parts {
+        hash.update(part);
+    }
+    u128::from_be_bytes(array(&hash.finish()[..16]))
+}
+
+fn strip_zeros(bytes: &[u8]) -> &[u8] {
+    let significant = bytes.iter().position(|&b| b != 0).unwrap_or(bytes.len());
+    &bytes[significant..]
+}
+
+/// A fixed-size array from a slice of exactly that size.
+fn array<const N: usize>(bytes: &[u8]) -> [u8; N] {
+    let mut out = [0; N];
+    out.copy_from_slice(bytes);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+
+    /// xorshift64*, for reproducible keys and corruptions.
+    struct Rng(u64);
+
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 >> 12;
+            self.0 ^= self.0 << 25;
+            self.0 ^= self.0 >> 27;
+            self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+        }
+
+        fn serial(&mut self) -> [u8; 16] {
+            let mut out = [0; 16];
+            out[..8].copy_from_slice(&self.next().to_be_bytes());
+            out[8..].copy_from_slice(&self.next().to_be_bytes());
+            out[0] |= 1; // no leading zero byte: distinct arrays, distinct serials
+            out
+        }
+    }
+
+    fn info(key: u8, number: Option<u64>) -> IssuerInfo {
+        IssuerInfo {
+            key: [key; 32],
+            this_update: 1_735_689_600,
+            next_update: 1_738_368_000,
+            number: number.map(CrlNumber::from),
+            scope: Scope::All,
+            entries: 2,
+        }
+    }
+
+    fn crl_table() -> Vec<u8> {
+        let mut builder = TableBuilder::new(Kind::Crl);
+        builder.add_issuer(info(2, Some(7))).unwrap();
+        builder.add_issuer(info(1, None)).unwrap();
+        builder.add_revoked(&[1; 32], &[0x10, 0x01]);
+        builder.add_revoked(&[1; 32], &[0x80]);
+        builder.add_revoked(&[2; 32], &[0x10, 0x02]);
+        builder.add_revoked(&[2; 32], &[0x10, 0x02]);
+        builder.finish().unwrap()
+    }
+
+    #[test]
+    fn crl_round_trip() {
+        let bytes = crl_table();
+        let table = Table::new(&bytes).unwrap();
+        assert_eq!(table.kind(), Kind::Crl);
+        assert_eq!(table.len(), 3, "duplicates count once");
+        assert!(table.is_revoked(&[1; 32], &[0x10, 0x01]));
+        assert!(
+            table.is_revoked(&[1; 32], &[0x00, 0x80]),
+            "DER sign byte ignored"
+        );
+        assert!(table.is_revoked(&[2; 32], &[0x10, 0x02]));
+        assert!(
+            !table.is_revoked(&[2; 32], &[0x10, 0x01]),
+            "another issuer's serial"
+        );
+        assert!(!table.is_revoked(&[3; 32], &[0x10, 0x01]));
+        assert!(!table.is_revoked(&[1; 32], &[0x10, 0x01, 0x00]));
+        assert!(
+            !table.denies_serial(&[0x10, 0x01]),
+            "CRL entries are per issuer"
+        );
+        let issuers: Vec<IssuerInfo> = table.issuers().collect();
+        assert_eq!(issuers, [info(1, None), info(2, Some(7))], "sorted by key");
+        assert_eq!(table.issuer(&[2; 32]), Some(info(2, Some(7))));
+        assert_eq!(table.issuer(&[1; 32]), Some(info(1, None)));
+        assert_eq!(table.issuer(&[0; 32]), None);
+        assert_eq!(table.issuer(&[9; 32]), None);
+    }
+
+    #[test]
+    fn deny_list_round_trip() {
+        let mut builder = TableBuilder::new(Kind::DenyList);
+        builder.add_serial(&[0x1a, 0x2b]);
+        builder.add_fingerprint(&[0xab; 32]);
+        let bytes = builder.finish().unwrap();
+        let table = Table::new(&bytes).unwrap();
+        assert_eq!((table.kind(), table.len()), (Kind::DenyList, 2));
+        assert!(table.denies_serial(&[0x1a, 0x2b]));
+        assert!(table.denies_serial(&[0, 0x1a, 0x2b]));
+        assert!(!table.denies_serial(&[0x1a]));
+        assert!(table.denies_fingerprint(&[0xab; 32]));
+        assert!(!table.denies_fingerprint(&[0xac; 32]));
+        assert!(
+            !table.denies_serial(&[0xab; 32]),
+            "a serial is not a fingerprint"
+        );
+        assert!(!table.is_revoked(&[0xab; 32], &[0x1a, 0x2b]));
+        assert_eq!(table.issuers().count(), 0);
+    }
+
+    #[test]
+    fn empty_table() {
+        let bytes = TableBuilder::new(Kind::DenyList).finish().unwrap();
+        assert_eq!(
+            bytes.len(),
+            HEADER_LEN + 8,
+            "one bucket: two starts, padded"
+        );
+        let table = Table::new(&bytes).unwrap();
+        assert!(table.is_empty());
+        assert!(!table.denies_serial(&[]));
+        assert!(!table.denies_fingerprint(&[0; 32]));
+    }
+
+    #[test]
+    fn every_size_finds_its_entries() {
+        let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+        for n in (0..=70).chain([255, 256, 257, 1000, 4097]) {
+            let serials: Vec<[u8; 16]> = (0..n).map(|_| rng.serial()).collect();
+            let mut builder = TableBuilder::new(Kind::Crl);
+            for serial in &serials {
+                builder.add_revoked(&[7; 32], serial);
+            }
+            let bytes = builder.finish().unwrap();
+            let table = Table::new(&bytes).unwrap();
+            assert_eq!(table.len(), n);
+            assert!(
+                n <= 1 << table.bits && table.bits <= bits_for(n.max(2)),
+                "{n}"
+            );
+            assert!(serials.iter().all(|s| table.is_revoked(&[7; 32], s)), "{n}");
+            assert!(
+                (0..200).all(|_| !table.is_revoked(&[7; 32], &rng.serial())),
+                "{n}"
+            );
+        }
+    }
+
+    #[test]
+    fn bits_and_buckets() {
+        assert_eq!(
+            [0, 1, 2, 3, 4, 5, 1024, 1025].map(bits_for),
+            [0, 0, 1, 2, 2, 3, 10, 11]
+        );
+        let top = 0xfedc_ba98_u128 << 96;
+        assert_eq!(bucket_of(top, 0), 0);
+        assert_eq!(bucket_of(top, 1), 1);
+        assert_eq!(bucket_of(top, 8), 0xfe);
+        assert_eq!(bucket_of(top, 32), 0xfedc_ba98);
+    }
+
+    #[test]
+    fn crl_numbers() {
+        let n = |bytes: &[u8]| CrlNumber::from_be_bytes(bytes).unwrap();
+        assert_eq!(n(&[0, 0, 5]), CrlNumber::from(5));
+        assert_eq!(n(&[]).to_string(), "0");
+        assert!(n(&[1, 0]) > n(&[0xff]));
+        assert!(n(&[2, 0]) > n(&[1, 0xff]));
+        assert_eq!(
+            CrlNumber::from(u64::MAX).to_string(),
+            "18446744073709551615"
+        );
+        let big = n(&[0xff; 20]);
+        assert!(big > CrlNumber::from(u64::MAX));
+        assert_eq!(big.as_bytes(), [0xff; 20]);
+        assert_eq!(
+            big.to_string(),
+            "1461501637330902918203684832716283019655932542975"
+        );
+        assert_eq!(CrlNumber::from_be_bytes(&[1; 21]), None);
+        assert!(CrlNumber::from_be_bytes(&[[0].as_slice(), &[1; 20]].concat()).is_some());
+    }
+
+    #[test]
+    fn issuer_records_round_trip() {
+        let records = [
+            IssuerInfo {
+                key: [1; 32],
+                this_update: -5,
+                next_update: i64::MAX,
+                number: Some(CrlNumber::from_be_bytes(&[0xee; 20]).unwrap()),
+                scope: Scope::Ca,
+                entries: u64::MAX,
+            },
+            IssuerInfo {
+                number: Some(CrlNumber::from(0)),
+                scope: Scope::EndEntity,
+                ..info(2, None)
+            },
+            info(3, None),
+        ];
+        let mut builder = TableBuilder::new(Kind::Crl);
+        for record in records {
+            builder.add_issuer(record).unwrap();
+        }
+        assert_eq!(
+            builder.add_issuer(info(3, Some(1))),
+            Err(TableError::DuplicateIssuer)
+        );
+        let bytes = builder.finish().unwrap();
+        let table = Table::new(&bytes).unwrap();
+        assert_eq!(table.issuers().collect::<Vec<_>>(), records);
+        assert!(records.iter().all(|r| table.issuer(&r.key) == Some(*r)));
+    }
+
+    #[test]
+    fn layout_is_little_endian_and_aligned() {
+        let bytes = crl_table();
+        assert_eq!(&bytes[..8], b"MTLSREV1");
+        let at = |i: usize| u64::from_le_bytes(array(&bytes[i..i + 8]));
+        assert_eq!(u32::from_le_bytes(array(&bytes[8..12])), 1);
+        assert_eq!(u32::from_le_bytes(array(&bytes[12..16])), 1, "CRL");
+        assert_eq!(u32::from_le_bytes(array(&bytes[16..20])), 2, "issuers");
+        assert_eq!(u32::from_le_bytes(array(&bytes[20..24])), 2, "bits");
+        assert_eq!(at(24), 3, "entries");
+        assert_eq!([at(32), at(40), at(48), at(56)], [64, 224, 248, 296]);
+        assert_eq!(bytes.len(), 296);
+        let table = Table::new(&bytes).unwrap();
+        let entries: Vec<&[u8]> = table.entries.chunks(16).collect();
+        assert!(entries.windows(2).all(|w| w[0] < w[1]));
+    }
+
+    #[test]
+    fn rejects_bad_headers() {
+        let good = crl_table();
+        let with = |at: usize, value: &[u8]| {
+            let mut bytes = good.clone();
+            bytes[at..at + value.len()].copy_from_slice(value);
+            Table::new(&bytes).map(|t| t.len())
+        };
+        assert_eq!(with(0, b"MTLSREV2"), Err(TableError::Magic));
+        assert_eq!(with(8, &2u32.to_le_bytes()), Err(TableError::Version(2)));
+        assert_eq!(
+            with(12, &3u32.to_le_bytes()),
+            Err(TableError::Corrupt("unknown kind"))
+        );
+        assert_eq!(
+            with(20, &33u32.to_le_bytes()),
+            Err(TableError::Corrupt("bad counts"))
+        );
+        let offsets = TableError::Corrupt("bad section offsets");
+        assert_eq!(with(20, &3u32.to_le_bytes()), Err(offsets.clone()));
+        assert_eq!(with(24, &4u64.to_le_bytes()), Err(offsets.clone()));
+        assert_eq!(with(16, &1u32.to_le_bytes()), Err(offsets.clone()));
+        assert_eq!(with(40, &232u64.to_le_bytes()), Err(offsets));
+        assert_eq!(
+            with(24, &u64::from(u32::MAX).to_le_bytes()),
+            Err(TableError::Corrupt("bad section offsets"))
+        );
+        assert_eq!(
+            with(24, &(1u64 << 32).to_le_bytes()),
+            Err(TableError::Corrupt("bad counts"))
+        );
+        assert_eq!(
+            Table::new(&good[..100]).map(|t| t.len()),
+            Err(TableError::Truncated {
+                len: 100,
+                need: 296
+            })
+        );
+        assert_eq!(
+            Table::new(&good[..10]).map(|t| t.len()),
+            Err(TableError::Truncated { len: 10, need: 64 })
+        );
+        let mut longer = good.clone();
+        longer.extend([0xff; 4096]);
+        assert_eq!(
+            Table::new(&longer).map(|t| t.len()),
+            Ok(3),
+            "a page-rounded mapping"
+        );
+    }
+
+    #[test]
+    fn rejects_bad_sections() {
+        let good = crl_table();
+        let with = |at: usize, value: &[u8]| {
+            let mut bytes = good.clone();
+            bytes[at..at + value.len()].copy_from_slice(value);
+            Table::new(&bytes).map(|t| t.len())
+        };
+        // Issuer records at 64 and 144; bucket starts at 224.
+        let unsorted = TableError::Corrupt("issuers are not sorted");
+        assert_eq!(with(64, &[2; 32]), Err(unsorted.clone()));
+        assert_eq!(with(64, &[3; 32]), Err(unsorted));
+        assert_eq!(
+            with(64 + 56, &[2]),
+            Err(TableError::Corrupt("bad issuer flags"))
+        );
+        assert_eq!(
+            with(64 + 57, &[3]),
+            Err(TableError::Corrupt("bad issuer flags"))
+        );
+        assert_eq!(
+            with(64 + 58, &[21]),
+            Err(TableError::Corrupt("bad CRL number"))
+        );
+        assert_eq!(
+            with(64 + 58, &[2]),
+            Err(TableError::Corrupt("bad CRL number"))
+        );
+        assert_eq!(
+            with(224, &1u32.to_le_bytes()),
+            Err(TableError::Corrupt("bucket index does not start at 0"))
+        );
+        assert_eq!(
+            with(224 + 16, &2u32.to_le_bytes()),
+            Err(TableError::Corrupt(
+                "bucket index does not end at the entry count"
+            ))
+        );
+        assert_eq!(
+            with(224 + 8, &4u32.to_le_bytes()),
+            Err(TableError::Corrupt("bucket index is not sorted"))
+        );
+    }
+
+    /// Whatever the bytes, construction and look-ups return; they never
+    /// panic nor read out of bounds.
+    fn probe(bytes: &[u8]) {
+        for table in [Table::new(bytes), Table::open(bytes)]
+            .into_iter()
+            .flatten()
+        {
+            let _ = table.is_revoked(&[1; 32], &[0x10, 0x01]);
+            let _ = table.is_revoked(&[2; 32], &[0x10, 0x02]);
+            let _ = table.denies_serial(&[0x10]);
+            let _ = table.denies_fingerprint(&[0; 32]);
+            let _ = table.issuer(&[1; 32]);
+            let _ = table.issuers().count();
+            let _ = (table.len(), table.kind());
+        }
+    }
+
+    #[test]
+    fn every_prefix_is_rejected() {
+        for bytes in [crl_table(), TableBuilder::new(Kind::Crl).finish().unwrap()] {
+            for len in 0..bytes.len() {
+                assert!(Table::new(&bytes[..len]).is_err(), "{len}");
+                assert!(Table::open(&bytes[..len]).is_err(), "{len}");
+                probe(&bytes[..len]);
+            }
+        }
+    }
+
+    #[test]
+    fn corruptions_never_panic() {
+        let good = crl_table();
+        let mut rng = Rng(42);
+        for round in 0..20_000 {
+            let mut bytes = good.clone();
+            for _ in 0..1 + round % 4 {
+                let at = rng.next() as usize % bytes.len();
+                bytes[at] ^= 1 << (rng.next() % 8);
+                if round % 3 == 0 {
+                    bytes[at] = rng.next() as u8;
+                }
+            }
+            probe(&bytes);
+        }
+        // Every single byte set to each of a few values, header included.
+        for at in 0..good.len() {
+            for value in [0, 1, 0x7f, 0x80, 0xff] {
+                let mut bytes = good.clone();
+                bytes[at] = value;
+                probe(&bytes);
+            }
+        }
+    }
+
+    #[test]
+    fn open_survives_a_corrupt_bucket_index() {
+        let mut bytes = crl_table();
+        // Bucket starts at 224: 5 u32 for 2 bits. Make them descend.
+        for (i, start) in [0u32, 3, 1, 9, 3].iter().enumerate() {
+            bytes[224 + 4 * i..228 + 4 * i].copy_from_slice(&start.to_le_bytes());
+        }
+        assert!(Table::new(&bytes).is_err());
+        let table = Table::open(&bytes).unwrap();
+        let mut rng = Rng(7);
+        for _ in 0..1000 {
+            let _ = table.is_revoked(&[1; 32], &rng.serial());
+        }
+    }
+
+    /// Look-up cost from 10 to 1,000,000 entries, and the cost of building
+    /// a 1,000,000-entry table and of loading a 1,000,000-entry CRL (made
+    /// once, kept under the target directory). A benchmark, so ignored:
+    /// `cargo test --release -- --ignored --nocapture lookup`
+    #[test]
+    #[ignore]
+    fn lookup_is_flat() {
+        use std::hint::black_box;
+        use std::time::{Duration, Instant};
+
+        const QUERIES: usize = 1 << 16;
+        const LOOKUPS: usize = 1_000_000;
+        const RUNS: usize = 5;
+        const BIG: usize = 1_000_000;
+        let time = |f: &mut dyn FnMut()| {
+            let start = Instant::now();
+            f();
+            start.elapsed()
+        };
+        let ns = |d: Duration| d.as_nanos() as f64;
+        let issuer: IssuerKey = [0x5a; 32];
+        let mut rng = Rng(0x853c_49e6_748f_ea9b);
+
+        println!("\nis_revoked: best of {RUNS} runs of {LOOKUPS} look-ups, {QUERIES} distinct 16-byte serials");
+        println!(
+            "{:>10} {:>12} {:>8} {:>8}",
+            "entries", "table bytes", "hit ns", "miss ns"
+        );
+        let mut rows = Vec::new();
+        for n in [10, 1_000, 100_000, BIG] {
+            let serials: Vec<[u8; 16]> = (0..n).map(|_| rng.serial()).collect();
+            let mut builder = TableBuilder::with_capacity(Kind::Crl, n);
+            for serial in &serials {
+                builder.add_revoked(&issuer, serial);
+            }
+            let bytes = builder.finish().unwrap();
+            let table = Table::new(&bytes).unwrap();
+            let hits: Vec<[u8; 16]> = (0..QUERIES)
+                .map(|_| serials[rng.next() as usize % n])
+                .collect();
+            let misses: Vec<[u8; 16]> = (0..QUERIES).map(|_| rng.serial()).collect();
+            // The best of RUNS runs: the machine may be busy with other work.
+            let mut cell = |queries: &[[u8; 16]]| {
+                let mut found = 0;
+                let best = (0..RUNS)
+                    .map(|_| {
+                        time(&mut || {
+                            for i in 0..LOOKUPS {
+                                let serial = black_box(&queries[i % QUERIES]);
+                                found += usize::from(black_box(&table).is_revoked(&issuer, serial));
+                            }
+                        })
+                    })
+                    .min()
+                    .unwrap();
+                (ns(best) / LOOKUPS as f64, found)
+            };
+            let ((hit, found), (miss, false_hits)) = (cell(&hits), cell(&misses));
+            assert_eq!((found, false_hits), (RUNS * LOOKUPS, 0));
+            println!("{n:>10} {:>12} {hit:>8.1} {miss:>8.1}", bytes.len());
+            rows.push((hit, miss));
+        }
+        let (small, big) = (rows[0], rows[rows.len() - 1]);
+        println!(
+            "ratio 1,000,000 / 10: hit {:.2}, miss {:.2}",
+            big.0 / small.0,
+            big.1 / small.1
+        );
+        let hashing = (0..RUNS)
+            .map(|_| {
+                time(&mut || {
+                    for i in 0..LOOKUPS as u64 {
+                        let serial = black_box(i.to_be_bytes());
+                        black_box(entry_key(TAG_CRL, &[&issuer, &serial]));
+                    }
+                })
+            })
+            .min()
+            .unwrap();
+        println!(
+            "of which SHA-256 of the key: {:.1} ns",
+            ns(hashing) / LOOKUPS as f64
+        );
+
+        let serials: Vec<[u8; 16]> = (0..BIG).map(|_| rng.serial()).collect();
+        let build = time(&mut || {
+            let mut builder = TableBuilder::with_capacity(Kind::Crl, BIG);
+            for serial in &serials {
+                builder.add_revoked(&issuer, serial);
+            }
+            black_box(builder.finish().unwrap());
+        });
+        println!(
+            "\nbuild and serialize {BIG} entries: {} ms",
+            build.as_millis()
+        );
+
+        let (path, ca) = big_crl(BIG, &mut rng);
+        let size = std::fs::metadata(&path).unwrap().len();
+        let mut loaded = None;
+        let cas = std::slice::from_ref(&ca);
+        let load = time(&mut || loaded = Some(super::super::crl::load(&path, cas).unwrap()));
+        let loaded = loaded.unwrap();
+        assert_eq!(loaded.crls[0].info.entries, BIG as u64);
+        println!(
+            "load a {BIG}-entry CRL ({} MB DER; verify, read, build): {} ms; peak RSS of the test process: {} MB",
+            size >> 20,
+            load.as_millis(),
+            peak_rss_mb()
+        );
+        let new = time(&mut || {
+            black_box(Table::new(black_box(&loaded.table)).unwrap());
+        });
+        let open = time(&mut || {
+            black_box(Table::open(black_box(&loaded.table)).unwrap());
+        });
+        println!(
+            "on its {} MB table: Table::new {:.0} us, Table::open {:.0} ns",
+            loaded.table.len() >> 20,
+            ns(new) / 1e3,
+            ns(open)
+        );
+    }
+
+    /// A CRL file with `n` entries and its CA, generated once and kept
+    /// under the target directory.
+    fn big_crl(n: usize, rng: &mut Rng) -> (std::path::PathBuf, openssl::x509::X509) {
+        use super::super::testca::{CrlSpec, TestCa};
+        use openssl::x509::X509;
+
+        let target = std::env::var_os("CARGO_TARGET_DIR").map_or_else(
+            || Path::new(env!("CARGO_MANIFEST_DIR")).join("target"),
+            Into::into,
+        );
+        let dir = target.join("revocation-bench");
+        let (crl, ca) = (
+            dir.join(format!("crl-{n}.der")),
+            dir.join(format!("ca-{n}.pem")),
+        );
+        let cached = std::fs::read(&ca)
+            .ok()
+            .and_then(|pem| X509::from_pem(&pem).ok())
+            .filter(|ca| super::super::crl::load(&crl, std::slice::from_ref(ca)).is_ok());
+        if let Some(cert) = cached {
+            return (crl, cert);
+        }
+        let start = std::time::Instant::now();
+        let test_ca = TestCa::new("Bench CA");
+        let der = test_ca.crl(&CrlSpec {
+            serials: (0..n).map(|_| rng.serial().to_vec()).collect(),
+            ..CrlSpec::default()
+        });
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(&crl, der).unwrap();
+        std::fs::write(&ca, test_ca.cert.to_pem().unwrap()).unwrap();
+        println!(
+            "(made {} in {} ms)",
+            crl.display(),
+            start.elapsed().as_millis()
+        );
+        (crl, test_ca.cert)
+    }
+
+    fn peak_rss_mb() -> u64 {
+        let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+        status
+            .lines()
+            .find_map(|line| line.strip_prefix("VmHWM:"))
+            .and_then(|kb| kb.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            .map_or(0, |kb| kb >> 10)
+    }
+}

@@ -1,0 +1,334 @@
+//! Revocation data shared by all processes of one nginx instance.
+//!
+//! Two pieces:
+//! - a control block, an anonymous shared mapping that the master creates
+//!   with the configuration, so every worker forked for that configuration
+//!   inherits it: per source a generation counter, load status and text
+//!   for the status page, and the request counters;
+//! - the tables themselves, one immutable file per source and generation
+//!   under /dev/shm, written by the one process that loads (the master at
+//!   start and reload, then a thread of worker 0) and mapped read-only by
+//!   every worker. The kernel holds one copy, however many workers map it.
+//!
+//! Publishing a table is: write a temporary file, rename it into place, then
+//! bump the generation (release). A worker that sees a new generation
+//! (acquire) maps the new file and drops the old mapping; it never takes a
+//! lock, and never sees a half-written table.
+
+use core::sync::atomic::{fence, AtomicI64, AtomicU64, AtomicU8, Ordering};
+use std::cell::RefCell;
+use std::fs::File;
+use std::io::{self, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::PathBuf;
+
+use crate::revocation::Table;
+
+const SHM_DIR: &str = "/dev/shm";
+const TEXT_LEN: usize = 4096;
+
+/// Text written by one process and read by any, under a sequence lock:
+/// readers retry while the sequence number is odd or changed under them.
+#[repr(C)]
+struct SharedText {
+    seq: AtomicU64,
+    len: AtomicU64,
+    bytes: [AtomicU8; TEXT_LEN],
+}
+
+impl SharedText {
+    fn store(&self, text: &str) {
+        let mut end = text.len().min(TEXT_LEN);
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        self.seq.fetch_add(1, Ordering::AcqRel);
+        for (slot, &b) in self.bytes.iter().zip(&text.as_bytes()[..end]) {
+            slot.store(b, Ordering::Relaxed);
+        }
+        self.len.store(end as u64, Ordering::Relaxed);
+        self.seq.fetch_add(1, Ordering::Release);
+    }
+
+    fn load(&self) -> String {
+        loop {
+            let before = self.seq.load(Ordering::Acquire);
+            if before % 2 == 1 {
+                std::hint::spin_loop();
+                continue;
+            }
+            let len = (self.len.load(Ordering::Relaxed) as usize).min(TEXT_LEN);
+            let bytes: Vec<u8> = self.bytes[..len]
+                .iter()
+                .map(|b| b.load(Ordering::Relaxed))
+                .collect();
+            fence(Ordering::Acquire);
+            if self.seq.load(Ordering::Relaxed) == before {
+                return String::from_utf8_lossy(&bytes).into_owned();
+            }
+        }
+    }
+}
+
+/// The shared status of one revocation source.
+#[repr(C)]
+pub struct Slot {
+    /// 0 until a table is published.
+    generation: AtomicU64,
+    /// Unix time of the last successful load, of the last error.
+    loaded_at: AtomicI64,
+    error_at: AtomicI64,
+    entries: AtomicU64,
+    error: SharedText,
+    /// What the status page shows of the loaded data (a JSON array).
+    summary: SharedText,
+}
+
+impl Slot {
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
+
+    pub fn loaded_at(&self) -> i64 {
+        self.loaded_at.load(Ordering::Relaxed)
+    }
+
+    pub fn entries(&self) -> u64 {
+        self.entries.load(Ordering::Relaxed)
+    }
+
+    /// The last error and when, if the last attempt failed or an earlier
+    /// one did and nothing was loaded since.
+    pub fn error(&self) -> Option<(i64, String)> {
+        let at = self.error_at.load(Ordering::Acquire);
+        (at != 0).then(|| (at, self.error.load()))
+    }
+
+    pub fn summary(&self) -> String {
+        self.summary.load()
+    }
+
+    pub fn set_error(&self, now: i64, message: &str) {
+        self.error.store(message);
+        self.error_at.store(now, Ordering::Release);
+    }
+}
+
+/// Counters of decisions, summed over all workers.
+pub const COUNTERS: usize = 16;
+
+#[repr(C)]
+struct Control {
+    counters: [AtomicU64; COUNTERS],
+    // `Slot`s follow.
+}
+
+/// The control block of one configuration and the names of its tables.
+pub struct Shared {
+    control: *mut Control,
+    len: usize,
+    sources: usize,
+    /// Names this configuration's files in /dev/shm.
+    token: String,
+}
+
+// SAFETY: the control block is only accessed through atomics, and the
+// mapping lives as long as the configuration that owns this value.
+unsafe impl Send for Shared {}
+// SAFETY: as above.
+unsafe impl Sync for Shared {}
+
+impl Shared {
+    pub fn new(sources: usize) -> io::Result<Shared> {
+        let len = core::mem::size_of::<Control>() + sources * core::mem::size_of::<Slot>();
+        // SAFETY: a fresh anonymous mapping; zero-filled by the kernel, which
+        // is a valid initial state for every atomic in it.
+        let ptr = unsafe {
+            libc::mmap(
+                core::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            )
+        };
+        if ptr == libc::MAP_FAILED {
+            return Err(io::Error::last_os_error());
+        }
+        let mut random = [0u8; 8];
+        openssl::rand::rand_bytes(&mut random).map_err(io::Error::other)?;
+        Ok(Shared {
+            control: ptr.cast(),
+            len,
+            sources,
+            token: format!(
+                "ngx_mtls.{}.{:016x}",
+                std::process::id(),
+                u64::from_le_bytes(random)
+            ),
+        })
+    }
+
+    pub fn slot(&self, source: usize) -> &Slot {
+        assert!(source < self.sources);
+        // SAFETY: the slots follow the control header inside the mapping of
+        // `len` bytes, and `source` is in bounds.
+        unsafe { &*self.control.add(1).cast::<Slot>().add(source) }
+    }
+
+    pub fn counter(&self, index: usize) -> &AtomicU64 {
+        // SAFETY: the header is at the start of the live mapping.
+        unsafe { &(*self.control).counters[index % COUNTERS] }
+    }
+
+    fn table_path(&self, source: usize, generation: u64) -> PathBuf {
+        PathBuf::from(format!("{SHM_DIR}/{}.{source}.{generation}", self.token))
+    }
+
+    /// Makes `table` the data of `source`: written to a new file, renamed
+    /// into place, then announced by a new generation. The previous file is
+    /// removed; processes that mapped it keep their mapping.
+    pub fn publish(&self, source: usize, table: &[u8], summary: &str, now: i64) -> io::Result<()> {
+        let slot = self.slot(source);
+        let old = slot.generation.load(Ordering::Acquire);
+        let new = old + 1;
+        let path = self.table_path(source, new);
+        let tmp = path.with_extension(format!("{new}.tmp"));
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&tmp)?;
+        if let Err(e) = file.write_all(table) {
+            let _ = std::fs::remove_file(&tmp);
+            return Err(e);
+        }
+        std::fs::rename(&tmp, &path)?;
+        slot.summary.store(summary);
+        slot.entries.store(
+            Table::open(table).map_or(0, |t| t.len() as u64),
+            Ordering::Relaxed,
+        );
+        slot.loaded_at.store(now, Ordering::Relaxed);
+        slot.error_at.store(0, Ordering::Release);
+        slot.generation.store(new, Ordering::Release);
+        if old != 0 {
+            let _ = std::fs::remove_file(self.table_path(source, old));
+        }
+        Ok(())
+    }
+
+    /// Removes the current files; processes that mapped them keep them.
+    pub fn remove_files(&self) {
+        for source in 0..self.sources {
+            let generation = self.slot(source).generation();
+            if generation != 0 {
+                let _ = std::fs::remove_file(self.table_path(source, generation));
+            }
+        }
+    }
+
+    fn map(&self, source: usize, generation: u64) -> io::Result<Mapping> {
+        let file = File::open(self.table_path(source, generation))?;
+        Mapping::new(&file, generation)
+    }
+}
+
+impl Drop for Shared {
+    fn drop(&mut self) {
+        // SAFETY: `control` is the mapping of `len` bytes made in `new`,
+        // and nothing borrows from it once its owner is dropped.
+        unsafe { libc::munmap(self.control.cast(), self.len) };
+    }
+}
+
+/// A table file mapped read-only.
+struct Mapping {
+    ptr: *const u8,
+    len: usize,
+    generation: u64,
+}
+
+impl Mapping {
+    fn new(file: &File, generation: u64) -> io::Result<Mapping> {
+        use std::os::fd::AsRawFd;
+        let len = file.metadata()?.len() as usize;
+        if len == 0 {
+            return Err(io::Error::other("empty table file"));
+        }
+        // SAFETY: a private read-only mapping of a file that is never
+        // written again after it was renamed into place.
+        let ptr = unsafe {
+            libc::mmap(
+                core::ptr::null_mut(),
+                len,
+                libc::PROT_READ,
+                libc::MAP_SHARED,
+                file.as_raw_fd(),
+                0,
+            )
+        };
+        if ptr == libc::MAP_FAILED {
+            return Err(io::Error::last_os_error());
+        }
+        let mapping = Mapping {
+            ptr: ptr.cast(),
+            len,
+            generation,
+        };
+        // Checked once here, so that look-ups can trust the bucket index.
+        Table::new(mapping.bytes()).map_err(io::Error::other)?;
+        Ok(mapping)
+    }
+
+    fn bytes(&self) -> &[u8] {
+        // SAFETY: `ptr` maps `len` readable bytes until `drop`.
+        unsafe { core::slice::from_raw_parts(self.ptr, self.len) }
+    }
+}
+
+impl Drop for Mapping {
+    fn drop(&mut self) {
+        // SAFETY: the mapping made in `new`; tables borrowed from it do not
+        // outlive the `with_table` call that lent them.
+        unsafe { libc::munmap(self.ptr as *mut _, self.len) };
+    }
+}
+
+thread_local! {
+    /// This worker's mappings, by (control block, source).
+    static MAPPINGS: RefCell<Vec<(usize, usize, Mapping)>> = const { RefCell::new(Vec::new()) };
+}
+
+impl Shared {
+    /// Calls `f` with the current table of `source`, or `None` while no
+    /// valid table was ever published. Maps a newer generation first.
+    pub fn with_table<R>(&self, source: usize, f: impl FnOnce(Option<Table<'_>>) -> R) -> R {
+        let key = (self.control as usize, source);
+        MAPPINGS.with(|cell| {
+            let mut maps = cell.borrow_mut();
+            let current = self.slot(source).generation();
+            let pos = maps.iter().position(|(c, s, _)| (*c, *s) == key);
+            let stale = pos.is_none_or(|i| maps[i].2.generation != current);
+            if stale && current != 0 {
+                // A newer table may replace this one between our reading the
+                // generation and opening its file: then keep what we have.
+                if let Ok(mapping) = self.map(source, current) {
+                    match pos {
+                        Some(i) => maps[i].2 = mapping,
+                        None => maps.push((key.0, key.1, mapping)),
+                    }
+                }
+            }
+            let pos = maps.iter().position(|(c, s, _)| (*c, *s) == key);
+            f(pos.and_then(|i| Table::open(maps[i].2.bytes()).ok()))
+        })
+    }
+
+    /// Drops this worker's mappings of this control block.
+    pub fn unmap_all(&self) {
+        let control = self.control as usize;
+        MAPPINGS.with(|cell| cell.borrow_mut().retain(|(c, _, _)| *c != control));
+    }
+}

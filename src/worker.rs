@@ -1,0 +1,107 @@
+//! Worker-side lifecycle of live revocation: every worker maps the tables
+//! when it starts; worker 0 also runs the loader thread and a timer on its
+//! event loop that writes the thread's log lines and the CRL staleness
+//! warnings, once per `mtls_reload_interval`.
+
+use core::ptr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use ngx::ffi::*;
+
+use crate::conf::MainConf;
+use crate::loader::Loader;
+
+/// Worker 0's loader. Its timer event is leaked: it lives as long as the
+/// process.
+struct Running {
+    loader: Arc<Loader>,
+}
+
+static RUNNING: Mutex<Option<Running>> = Mutex::new(None);
+
+/// Called from init_process in every worker.
+///
+/// # Safety
+/// `cycle` must be the cycle nginx passes to init_process.
+pub unsafe fn start(cycle: *mut ngx_cycle_t, mcf: &MainConf) {
+    let Some(shared) = &mcf.shared else {
+        return;
+    };
+    for source in 0..mcf.sources.len() {
+        shared.with_table(source, |_| ());
+    }
+    let worker = ngx_process == NGX_PROCESS_WORKER as ngx_uint_t && ngx_worker == 0;
+    if !(worker || ngx_process == NGX_PROCESS_SINGLE as ngx_uint_t) {
+        return;
+    }
+    let interval = Duration::from_millis(mcf.reload_interval as u64);
+    let loader = Arc::new(Loader {
+        sources: mcf.sources.clone(),
+        cas: mcf.cas.clone(),
+        shared: Arc::clone(shared),
+        interval,
+        loaded: mcf.loaded.clone(),
+        stop: AtomicBool::new(false),
+        messages: Mutex::new(Vec::new()),
+    });
+    let thread = Arc::clone(&loader);
+    if let Err(e) = std::thread::Builder::new()
+        .name("mtls-loader".into())
+        .spawn(move || thread.run())
+    {
+        ngx::ngx_log_error!(
+            NGX_LOG_ALERT,
+            (*cycle).log,
+            "mtls: cannot start the revocation loader thread: {e}"
+        );
+        return;
+    }
+    let event: *mut ngx_event_t = Box::into_raw(Box::new(core::mem::zeroed()));
+    (*event).handler = Some(on_timer);
+    (*event).log = (*cycle).log;
+    (*event).data = ptr::null_mut();
+    // A pending timer must not hold up a graceful shutdown.
+    (*event).set_cancelable(1);
+    ngx_add_timer(event, mcf.reload_interval);
+    if let Ok(mut running) = RUNNING.lock() {
+        *running = Some(Running { loader });
+    }
+}
+
+/// Called from exit_process: stops the loader and removes this
+/// configuration's table files (every worker mapped them at start).
+pub fn stop() {
+    if let Ok(mut running) = RUNNING.lock() {
+        if let Some(r) = running.take() {
+            r.loader.stop.store(true, Ordering::Relaxed);
+            r.loader.shared.remove_files();
+        }
+    }
+}
+
+extern "C" fn on_timer(ev: *mut ngx_event_t) {
+    let _ = std::panic::catch_unwind(|| {
+        let Ok(running) = RUNNING.lock() else {
+            return;
+        };
+        let Some(r) = running.as_ref() else {
+            return;
+        };
+        // SAFETY: the event belongs to this worker; its log is the cycle's.
+        let log = unsafe { (*ev).log };
+        for m in r.loader.take_messages() {
+            let level = if m.error { NGX_LOG_ERR } else { NGX_LOG_NOTICE };
+            ngx::ngx_log_error!(level, log, "mtls: {}", m.text);
+        }
+        for warning in r.loader.staleness() {
+            ngx::ngx_log_error!(NGX_LOG_WARN, log, "mtls: {warning}");
+        }
+        // SAFETY: reading nginx's process flags on its own thread.
+        if unsafe { ngx_exiting == 0 && ngx_quit == 0 && ngx_terminate == 0 } {
+            // SAFETY: the event lives for the life of the process.
+            unsafe { ngx_add_timer(ev, r.loader.interval.as_millis() as ngx_msec_t) };
+        }
+    });
+}

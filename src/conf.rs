@@ -578,7 +578,7 @@ pub unsafe fn init_revocation(cf: *mut ngx_conf_t) -> Result<(), ()> {
         // The warning about stale CRLs uses the smallest grace in force.
         let lcf = &*(*ctx.loc_conf.add(Module::module().ctx_index)).cast::<LocConf>();
         for &i in lcf.policy.crls.as_deref().unwrap_or_default() {
-            mcf.sources[i].grace = mcf.sources[i].grace.min(lcf.crl_grace as i64);
+            mcf.sources[i].grace = mcf.sources[i].grace.min(lcf.crl_grace);
         }
     }
     for file in &ca_files {

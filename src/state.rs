@@ -310,7 +310,7 @@ impl Shared {
             let mut maps = cell.borrow_mut();
             let current = self.slot(source).generation();
             let pos = maps.iter().position(|(c, s, _)| (*c, *s) == key);
-            let stale = pos.is_none_or(|i| maps[i].2.generation != current);
+            let stale = !matches!(pos, Some(i) if maps[i].2.generation == current);
             if stale && current != 0 {
                 // A newer table may replace this one between our reading the
                 // generation and opening its file: then keep what we have.

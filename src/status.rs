@@ -203,6 +203,9 @@ fn prom_label(s: &str) -> String {
         .replace('\n', "\\n")
 }
 
+/// A per-source gauge: name, help, value.
+type Gauge = (&'static str, &'static str, fn(&SourceStatus) -> Option<i64>);
+
 fn prometheus_text(mcf: &MainConf) -> String {
     let mut out = String::new();
     let (allowed, denied) = counts(mcf);
@@ -220,7 +223,7 @@ fn prometheus_text(mcf: &MainConf) -> String {
         );
     }
     let sources = sources(mcf);
-    let gauges: [(&str, &str, fn(&SourceStatus) -> Option<i64>); 3] = [
+    let gauges: [Gauge; 3] = [
         ("mtls_source_entries", "Entries in force.", |s| {
             Some(s.entries as i64)
         }),

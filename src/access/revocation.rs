@@ -92,18 +92,16 @@ fn check_sources(
                 if !applies {
                     return None;
                 }
-                Some(
-                    if now > info.next_update.saturating_add(lcf.crl_grace as i64) {
-                        Err((Reason::CrlStale, Some(i)))
-                    } else if table
-                        .as_ref()?
-                        .is_revoked(&link.issuer_key, link.serial.as_bytes())
-                    {
-                        Err((Reason::Revoked, Some(i)))
-                    } else {
-                        Ok(())
-                    },
-                )
+                Some(if now > info.next_update.saturating_add(lcf.crl_grace) {
+                    Err((Reason::CrlStale, Some(i)))
+                } else if table
+                    .as_ref()?
+                    .is_revoked(&link.issuer_key, link.serial.as_bytes())
+                {
+                    Err((Reason::Revoked, Some(i)))
+                } else {
+                    Ok(())
+                })
             });
             match verdict {
                 Some(Err(failure)) => return Err(failure),

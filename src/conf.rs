@@ -416,6 +416,10 @@ fn add_rule(policy: &mut Policy, rule: Rule, text: &str) -> Result<(), String> {
     let err = |e: &dyn core::fmt::Display| e.to_string();
     match rule {
         Rule::Cn if text.is_empty() => return Err("empty name".into()),
+        // A certificate whose CN holds such a byte is an attack, never a name.
+        Rule::Cn if text.chars().any(char::is_control) => {
+            return Err("control character in name".into())
+        }
         Rule::Cn => identity(policy).add_cn(text),
         Rule::Dn => identity(policy).add_dn(Dn::parse(text).map_err(|e| err(&e))?),
         Rule::San => identity(policy).add_san(SanRule::parse(text).map_err(|e| err(&e))?),

@@ -21,7 +21,7 @@ select STDERR; $| = 1;
 select STDOUT; $| = 1;
 
 my $t = Test::Nginx->new()->has(qw/http http_ssl/)->has_daemon('openssl')
-	->plan(31);
+	->plan(32);
 
 my $d = $t->testdir();
 my $pki = Mtls::PKI->new($d);
@@ -110,6 +110,7 @@ my @invalid = (
 		'mtls_allow_spiffe', 'spiffe://example.org/a?x' ],
 	[ 'location', 'mtls_deny_status 200;', 'mtls_deny_status', '200' ],
 	[ 'server', 'mtls_deny_status 600;', 'mtls_deny_status', '600' ],
+	[ 'location', "mtls_allow_cn \"a\tb\";", 'mtls_allow_cn', "a\tb" ],
 );
 
 my $n = 0;

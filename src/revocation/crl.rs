@@ -2,16 +2,17 @@
 //!
 //! A file is taken whole or not at all: every CRL in it must parse, be
 //! signed by one of the CA certificates nginx verifies clients with, and be
-//! one this module can apply exactly (no delta, indirect or partial-reason
-//! CRLs, no unknown critical extension). A file cut short while being
-//! written fails to parse, so it is rejected; it never yields a partial
-//! table.
+//! one this module can apply exactly (no delta, indirect, partitioned or
+//! partial-reason CRLs, no unknown critical extension). A file cut short
+//! while being written fails to parse, so it is rejected; it never yields a
+//! partial CRL. (A PEM file cut exactly between two blocks reads as a file
+//! with fewer CRLs: the issuers of the missing ones then have no CRL, which
+//! denies their certificates. Replace files with `rename(2)`.)
 //!
-//! CRLs are keyed by their issuer Name's DER encoding, byte for byte, as
-//! OpenSSL's own look-up by issuer hash effectively is for a CA that encodes
-//! its name consistently; a certificate whose issuer Name is encoded
-//! differently from its CRL's finds no CRL, which denies it (`crl_missing`),
-//! never allows it.
+//! CRLs are keyed by the DER encoding of their issuer Name, byte for byte,
+//! where OpenSSL compares canonical forms. A CA writes the same bytes in the
+//! certificates and the CRLs it signs; a certificate whose issuer is encoded
+//! otherwise finds no CRL, which denies it (`crl_missing`), never allows it.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -19,10 +20,10 @@ use std::path::Path;
 use foreign_types::ForeignTypeRef;
 use openssl::x509::{X509Crl, X509};
 use x509_parser::oid_registry::{
-    OID_X509_EXT_CRL_NUMBER, OID_X509_EXT_DELTA_CRL_INDICATOR, OID_X509_EXT_ISSUER,
-    OID_X509_EXT_ISSUER_DISTRIBUTION_POINT,
+    OID_X509_EXT_AUTHORITY_KEY_IDENTIFIER, OID_X509_EXT_CRL_NUMBER,
+    OID_X509_EXT_DELTA_CRL_INDICATOR, OID_X509_EXT_ISSUER, OID_X509_EXT_ISSUER_DISTRIBUTION_POINT,
 };
-use x509_parser::prelude::{FromDer, ParsedExtension, X509Extension};
+use x509_parser::prelude::{FromDer, ParsedExtension, ReasonCode, X509Extension};
 use x509_parser::revocation_list::CertificateRevocationList;
 use x509_parser::x509::X509Name;
 
@@ -254,50 +255,46 @@ impl Crl<'_> {
     fn verify(&self, signers: &[CrlSigner<'_>]) -> Result<(Vec<u8>, String), CrlError> {
         // Parsed by OpenSSL for the signature only, and dropped before the
         // entries are read again, so that a large CRL is held once at a time.
-        let crl = X509Crl::from_der(self.der).map_err(|e| self.corrupt(e.to_string()))?;
+        let crl = X509Crl::from_der(self.der).map_err(|e| self.corrupt(openssl_reason(&e)))?;
         let issuer_der = crl
             .issuer_name()
             .to_der()
-            .map_err(|e| self.corrupt(e.to_string()))?;
+            .map_err(|e| self.corrupt(openssl_reason(&e)))?;
         let issuer = match X509Name::from_der(&issuer_der) {
             Ok((_, name)) => Dn::from_x509(&name).to_rfc4514(),
             Err(e) => return Err(self.corrupt(format!("issuer: {e}"))),
         };
-        let candidates: Vec<&CrlSigner<'_>> =
+        let (index, file) = (self.index, self.file.to_owned());
+        let named: Vec<&CrlSigner<'_>> =
             signers.iter().filter(|s| s.subject == issuer_der).collect();
-        if candidates.is_empty() {
-            return Err(
-                self.error(issuer, |index, file, issuer| CrlError::UnknownIssuer {
-                    index,
-                    file,
-                    issuer,
-                }),
-            );
+        if named.is_empty() {
+            return Err(CrlError::UnknownIssuer {
+                index,
+                file,
+                issuer,
+            });
         }
-        let verifies = |s: &&CrlSigner<'_>| {
+        // Several CAs may share a name, as across a key rollover: any will do.
+        let mut allowed = named.iter().filter(|s| s.crl_sign).peekable();
+        if allowed.peek().is_none() {
+            return Err(CrlError::NotCrlSigner {
+                index,
+                file,
+                issuer,
+            });
+        }
+        let verifies = |s: &CrlSigner<'_>| {
             s.cert
                 .public_key()
                 .and_then(|key| crl.verify(&key))
                 .unwrap_or(false)
         };
-        let allowed: Vec<_> = candidates.iter().filter(|s| s.crl_sign).collect();
-        if allowed.is_empty() {
-            return Err(
-                self.error(issuer, |index, file, issuer| CrlError::NotCrlSigner {
-                    index,
-                    file,
-                    issuer,
-                }),
-            );
-        }
-        if !allowed.iter().any(|s| verifies(s)) {
-            return Err(
-                self.error(issuer, |index, file, issuer| CrlError::BadSignature {
-                    index,
-                    file,
-                    issuer,
-                }),
-            );
+        if !allowed.any(|s| verifies(s)) {
+            return Err(CrlError::BadSignature {
+                index,
+                file,
+                issuer,
+            });
         }
         Ok((issuer_der, issuer))
     }
@@ -316,7 +313,10 @@ impl Crl<'_> {
         };
         // The signature was checked on OpenSSL's reading of the same bytes.
         if crl.issuer().as_raw() != issuer_der {
-            return Err(self.corrupt("issuer name is ambiguous".into()));
+            return Err(self.corrupt("issuer name is not DER".into()));
+        }
+        if crl.tbs_cert_list.extensions_map().is_err() {
+            return Err(self.corrupt("an extension appears twice".into()));
         }
         let unsupported = |reason: String| CrlError::Unsupported {
             index: self.index,
@@ -328,6 +328,7 @@ impl Crl<'_> {
         let key = issuer_key(issuer_der);
         let mut entries = 0u64;
         for revoked in crl.iter_revoked_certificates() {
+            let mut removed = false;
             for ext in revoked.extensions() {
                 // An indirect CRL's entries may belong to other issuers.
                 if ext.oid == OID_X509_EXT_ISSUER {
@@ -336,6 +337,15 @@ impl Crl<'_> {
                 if ext.critical {
                     return Err(unsupported(format!("critical entry extension {}", ext.oid)));
                 }
+                removed |= matches!(
+                    ext.parsed_extension(),
+                    ParsedExtension::ReasonCode(ReasonCode::RemoveFromCRL)
+                );
+            }
+            // A hold lifted: the certificate is valid again, as OpenSSL
+            // reads such an entry.
+            if removed {
+                continue;
             }
             builder.add_revoked(&key, revoked.raw_serial());
             entries += 1;
@@ -362,9 +372,6 @@ impl Crl<'_> {
                 let ParsedExtension::CRLNumber(n) = ext.parsed_extension() else {
                     return Err(self.corrupt("invalid CRL number".into()));
                 };
-                if number.is_some() {
-                    return Err(self.corrupt("two CRL numbers".into()));
-                }
                 number = Some(
                     CrlNumber::from_be_bytes(&n.to_bytes_be())
                         .ok_or_else(|| unsupported("CRL number longer than 20 octets".into()))?,
@@ -380,6 +387,15 @@ impl Crl<'_> {
                 if idp.indirect_crl {
                     return Err(unsupported("indirect CRL".into()));
                 }
+                // It may be one partition of its issuer's certificates
+                // (those naming this point in their cRLDistributionPoints):
+                // taken for all of them, it would leave the others unchecked.
+                if idp.distribution_point.is_some() {
+                    return Err(unsupported(
+                        "partitioned CRL (issuingDistributionPoint names a distribution point)"
+                            .into(),
+                    ));
+                }
                 if idp.only_some_reasons.is_some() {
                     return Err(unsupported("CRL for some revocation reasons only".into()));
                 }
@@ -391,8 +407,15 @@ impl Crl<'_> {
                     (false, false, false) => Scope::All,
                     (true, false, false) => Scope::EndEntity,
                     (false, true, false) => Scope::Ca,
-                    _ => return Err(unsupported("CRL for attribute certificates".into())),
+                    (_, _, true) => {
+                        return Err(unsupported("CRL for attribute certificates".into()))
+                    }
+                    (true, true, false) => {
+                        return Err(self.corrupt("invalid issuingDistributionPoint".into()))
+                    }
                 };
+            } else if ext.oid == OID_X509_EXT_AUTHORITY_KEY_IDENTIFIER {
+                // Names the signing key; OpenSSL accepts it critical too.
             } else if ext.critical {
                 return Err(unsupported(format!("critical extension {}", ext.oid)));
             }
@@ -407,10 +430,20 @@ impl Crl<'_> {
             reason,
         }
     }
+}
 
-    fn error(&self, issuer: String, f: impl FnOnce(usize, String, String) -> CrlError) -> CrlError {
-        f(self.index, self.file.into(), issuer)
-    }
+/// The first of OpenSSL's errors, without its codes and source lines.
+fn openssl_reason(e: &openssl::error::ErrorStack) -> String {
+    e.errors().first().map_or_else(
+        || "does not parse".into(),
+        |e| {
+            format!(
+                "{}: {}",
+                e.library().unwrap_or("OpenSSL"),
+                e.reason().unwrap_or("error")
+            )
+        },
+    )
 }
 
 /// The DER CRLs of a file: each PEM `X509 CRL` block, decoded, or the whole
@@ -514,7 +547,7 @@ mod tests {
             number: Some(vec![0x01, 0x00]),
             ..spec(&[&[0x10, 0x01], &[0x80, 0x00], &[0x00, 0x10, 0x03]])
         });
-        let loaded = parse(&der, "crl.der", &[ca.cert.clone()]).unwrap();
+        let loaded = parse(&der, "crl.der", ca.cas()).unwrap();
         let key = issuer_key(&ca.name_der());
         assert_eq!(
             loaded.crls,
@@ -544,7 +577,7 @@ mod tests {
         let ca = TestCa::new("Test CA");
         let revoked = ca.issue(&[0x8f, 0x01]);
         let valid = ca.issue(&[0x8f, 0x02]);
-        let loaded = parse(&ca.crl(&spec(&[&[0x8f, 0x01]])), "crl", &[ca.cert.clone()]).unwrap();
+        let loaded = parse(&ca.crl(&spec(&[&[0x8f, 0x01]])), "crl", ca.cas()).unwrap();
         let table = table(&loaded);
         for (cert, want) in [(revoked, true), (valid, false)] {
             let der = cert.to_der().unwrap();
@@ -596,10 +629,10 @@ mod tests {
         let ca = TestCa::new("Test CA");
         let cert = String::from_utf8(ca.cert.to_pem().unwrap()).unwrap();
         let text = cert.clone() + &testca::pem(&ca.crl(&spec(&[&[7]])));
-        let loaded = parse(text.as_bytes(), "crl.pem", &[ca.cert.clone()]).unwrap();
+        let loaded = parse(text.as_bytes(), "crl.pem", ca.cas()).unwrap();
         assert_eq!(loaded.crls.len(), 1);
         assert_eq!(
-            error(cert.as_bytes(), &[ca.cert.clone()]),
+            error(cert.as_bytes(), ca.cas()),
             "no CRL found in \"crl.pem\""
         );
     }
@@ -607,7 +640,7 @@ mod tests {
     #[test]
     fn crl_without_entries() {
         let ca = TestCa::new("Test CA");
-        let loaded = parse(&ca.crl(&spec(&[])), "crl", &[ca.cert.clone()]).unwrap();
+        let loaded = parse(&ca.crl(&spec(&[])), "crl", ca.cas()).unwrap();
         assert_eq!(loaded.crls[0].info.entries, 0);
         assert!(table(&loaded).is_empty());
         assert!(table(&loaded).issuer(&issuer_key(&ca.name_der())).is_some());
@@ -648,7 +681,7 @@ mod tests {
         }
         crl.sign(&ca.key, MessageDigest::sha256()).unwrap();
         let pem = crl.build().unwrap().to_pem().unwrap();
-        let loaded = parse(&pem, "crl.pem", &[ca.cert.clone()]).unwrap();
+        let loaded = parse(&pem, "crl.pem", ca.cas()).unwrap();
         let info = loaded.crls[0].info;
         assert_eq!((info.this_update, info.next_update), (JAN, FEB));
         assert_eq!((info.number, info.entries), (Some(CrlNumber::from(42)), 2));
@@ -664,11 +697,11 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("crl.der");
         std::fs::write(&path, ca.crl(&spec(&[&[5]]))).unwrap();
-        let loaded = load(&path, &[ca.cert.clone()]).unwrap();
+        let loaded = load(&path, ca.cas()).unwrap();
         assert_eq!(loaded.file, path.display().to_string());
         assert_eq!(loaded.crls[0].info.entries, 1);
         let missing = dir.join("missing.pem");
-        let e = load(&missing, &[ca.cert.clone()]).unwrap_err().to_string();
+        let e = load(&missing, ca.cas()).unwrap_err().to_string();
         assert!(
             e.starts_with(&format!("cannot read CRL file \"{}\": ", missing.display())),
             "{e}"
@@ -688,7 +721,7 @@ mod tests {
         let (ca, other) = (TestCa::new("Test CA"), TestCa::new("Other CA"));
         let text = testca::pem(&ca.crl(&spec(&[&[1]]))) + &testca::pem(&other.crl(&spec(&[&[1]])));
         assert_eq!(
-            error(text.as_bytes(), &[ca.cert.clone()]),
+            error(text.as_bytes(), ca.cas()),
             "CRL #2 in \"crl.pem\" is not signed by a known CA (\"CN=Other CA\")"
         );
         assert_eq!(
@@ -703,7 +736,7 @@ mod tests {
         let impostor = TestCa::new("Test CA");
         let der = impostor.crl(&spec(&[&[1]]));
         assert_eq!(
-            error(&der, &[ca.cert.clone()]),
+            error(&der, ca.cas()),
             "CRL #1 in \"crl.pem\" has a bad signature: it does not verify with the CA \"CN=Test CA\""
         );
         // CAs sharing a name, as across a key rollover: each is tried.
@@ -713,7 +746,7 @@ mod tests {
         let last = der.len() - 1;
         der[last] ^= 1;
         assert_eq!(
-            error(&der, &[ca.cert.clone()]),
+            error(&der, ca.cas()),
             "CRL #1 in \"crl.pem\" has a bad signature: it does not verify with the CA \"CN=Test CA\""
         );
         // A revoked serial changed after signing.
@@ -724,14 +757,14 @@ mod tests {
             .unwrap();
         let mut der = good.clone();
         der[at + 2] = 0x43;
-        assert!(error(&der, &[ca.cert.clone()]).contains("bad signature"));
+        assert!(error(&der, ca.cas()).contains("bad signature"));
     }
 
     #[test]
     fn issuer_must_be_allowed_to_sign_crls() {
         let ca = TestCa::with_key_usage("Test CA", false);
         assert_eq!(
-            error(&ca.crl(&spec(&[&[1]])), &[ca.cert.clone()]),
+            error(&ca.crl(&spec(&[&[1]])), ca.cas()),
             "CRL #1 in \"crl.pem\" is signed by a CA not allowed to sign CRLs (\"CN=Test CA\", keyUsage without cRLSign)"
         );
     }
@@ -741,15 +774,17 @@ mod tests {
         let ca = TestCa::new("Test CA");
         let der = ca.crl(&spec(&[&[1], &[2], &[3]]));
         for len in 0..der.len() {
-            assert!(
-                parse(&der[..len], "crl", &[ca.cert.clone()]).is_err(),
-                "{len}"
-            );
+            assert!(parse(&der[..len], "crl", ca.cas()).is_err(), "{len}");
         }
+        let e = error(&der[..der.len() - 1], ca.cas());
+        assert!(
+            e.starts_with("truncated or corrupt CRL #1 in \"crl.pem\": asn1 encoding routines: "),
+            "{e}"
+        );
         let mut longer = der.clone();
         longer.push(0);
         assert_eq!(
-            error(&longer, &[ca.cert.clone()]),
+            error(&longer, ca.cas()),
             "truncated or corrupt CRL #1 in \"crl.pem\": data after the CRL"
         );
     }
@@ -778,7 +813,8 @@ mod tests {
             error(&text.as_bytes()[..text.len() - 10], &cas),
             "truncated or corrupt CRL #2 in \"crl.pem\": PEM block without its END line"
         );
-        let cut = first.len() / 2;
+        // Ten characters into the first line of base64.
+        let cut = first.find('\n').unwrap() + 10;
         let broken = format!("{}\n{}", &first[..cut], &first[cut + 1..]);
         assert_eq!(
             error(broken.as_bytes(), &cas),
@@ -792,7 +828,7 @@ mod tests {
         let first = testca::pem(&ca.crl(&spec(&[&[1]])));
         let bad = first.replacen("\n", "\n*", 2);
         assert_eq!(
-            error(bad.as_bytes(), &[ca.cert.clone()]),
+            error(bad.as_bytes(), ca.cas()),
             "truncated or corrupt CRL #1 in \"crl.pem\": invalid base64"
         );
         let not_a_crl = testca::pem(b"not DER at all");
@@ -804,7 +840,7 @@ mod tests {
         let ca = TestCa::new("Test CA");
         let text = testca::pem(&ca.crl(&spec(&[&[1]]))) + &testca::pem(&ca.crl(&spec(&[&[2]])));
         assert_eq!(
-            error(text.as_bytes(), &[ca.cert.clone()]),
+            error(text.as_bytes(), ca.cas()),
             "CRL #2 in \"crl.pem\" has the same issuer as CRL #1 (\"CN=Test CA\")"
         );
     }
@@ -817,7 +853,7 @@ mod tests {
                 number: Some(bytes),
                 ..spec(&[])
             });
-            parse(&der, "crl.pem", &[ca.cert.clone()]).map(|l| l.crls[0].info.number.unwrap())
+            parse(&der, "crl.pem", ca.cas()).map(|l| l.crls[0].info.number.unwrap())
         };
         assert_eq!(number(vec![0]).unwrap(), CrlNumber::from(0));
         let twenty = number(vec![0xff; 20]).unwrap();
@@ -833,7 +869,7 @@ mod tests {
             ..spec(&[])
         });
         assert_eq!(
-            error(&der, &[ca.cert.clone()]),
+            error(&der, ca.cas()),
             "truncated or corrupt CRL #1 in \"crl.pem\": invalid CRL number"
         );
     }
@@ -855,6 +891,14 @@ mod tests {
                 "delta CRL",
             ),
             (vec![idp(&[0x84, 0x01, 0xff])], vec![], "indirect CRL"),
+            (
+                vec![idp(&tlv(
+                    0xa0,
+                    &tlv(0xa0, &tlv(0x86, b"http://ca.example/1.crl")),
+                ))],
+                vec![],
+                "partitioned CRL (issuingDistributionPoint names a distribution point)",
+            ),
             (
                 vec![idp(&[0x83, 0x02, 0x06, 0x40])],
                 vec![],
@@ -888,8 +932,32 @@ mod tests {
                 ..spec(&[&[1]])
             });
             assert_eq!(
-                error(&der, &[ca.cert.clone()]),
+                error(&der, ca.cas()),
                 format!("CRL #1 in \"crl.pem\" (\"CN=Test CA\") is not supported: {reason}")
+            );
+        }
+    }
+
+    #[test]
+    fn corrupt_extensions() {
+        let ca = TestCa::new("Test CA");
+        let idp = extension(
+            &[0x55, 0x1d, 0x1c],
+            true,
+            &tlv(0x30, &[0x81, 0x01, 0xff, 0x82, 0x01, 0xff]),
+        );
+        let number = extension(&[0x55, 0x1d, 0x14], false, &integer(&[2]));
+        for (extensions, reason) in [
+            (vec![idp], "invalid issuingDistributionPoint"),
+            (vec![number], "an extension appears twice"),
+        ] {
+            let der = ca.crl(&CrlSpec {
+                extensions,
+                ..spec(&[])
+            });
+            assert_eq!(
+                error(&der, ca.cas()),
+                format!("truncated or corrupt CRL #1 in \"crl.pem\": {reason}")
             );
         }
     }
@@ -900,7 +968,9 @@ mod tests {
         let idp = |content: &[u8]| extension(&[0x55, 0x1d, 0x1c], true, &tlv(0x30, content));
         let private_oid = [0x2b, 0x06, 0x01, 0x04, 0x01, 0x82, 0x37, 0x01];
         let reason_code = extension(&[0x55, 0x1d, 0x15], false, &[0x0a, 0x01, 0x01]);
+        let aki = extension(&[0x55, 0x1d, 0x23], true, &tlv(0x30, &tlv(0x80, &[1; 20])));
         let cases = [
+            (vec![aki], Scope::All),
             (vec![idp(&[0x81, 0x01, 0xff])], Scope::EndEntity),
             (vec![idp(&[0x82, 0x01, 0xff])], Scope::Ca),
             (vec![idp(&[])], Scope::All),
@@ -915,9 +985,24 @@ mod tests {
                 first_entry_extensions: vec![reason_code.clone()],
                 ..spec(&[&[1]])
             });
-            let loaded = parse(&der, "crl", &[ca.cert.clone()]).unwrap();
+            let loaded = parse(&der, "crl", ca.cas()).unwrap();
             assert_eq!(loaded.crls[0].info.scope, scope);
         }
+    }
+
+    #[test]
+    fn removed_from_crl_is_not_revoked() {
+        let ca = TestCa::new("Test CA");
+        let remove = extension(&[0x55, 0x1d, 0x15], false, &[0x0a, 0x01, 0x08]);
+        let der = ca.crl(&CrlSpec {
+            first_entry_extensions: vec![remove],
+            ..spec(&[&[1], &[2]])
+        });
+        let loaded = parse(&der, "crl", ca.cas()).unwrap();
+        assert_eq!(loaded.crls[0].info.entries, 1);
+        let key = issuer_key(&ca.name_der());
+        assert!(!table(&loaded).is_revoked(&key, &[1]));
+        assert!(table(&loaded).is_revoked(&key, &[2]));
     }
 
     #[test]

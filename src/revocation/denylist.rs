@@ -62,7 +62,8 @@ impl LoadedDenyList {
     }
 }
 
-/// Reads a deny list file.
+/// Reads a deny list file. Write such files atomically, with `rename(2)`:
+/// a reader cannot tell a list cut short from a shorter list.
 pub fn load(path: &Path) -> Result<LoadedDenyList, DenyListError> {
     let file = path.display().to_string();
     match std::fs::read(path) {
@@ -78,6 +79,8 @@ pub fn parse(data: &[u8], file: &str) -> Result<LoadedDenyList, DenyListError> {
     }
     let mut serials = Vec::new();
     let mut fingerprints = Vec::new();
+    // A byte order mark, as some Windows editors write.
+    let data = data.strip_prefix(b"\xef\xbb\xbf").unwrap_or(data);
     for (i, line) in data.split(|&b| b == b'\n').enumerate() {
         let bad = |reason: String| DenyListError::Line {
             file: file.into(),
@@ -181,6 +184,15 @@ mod tests {
         assert!(table.denies_fingerprint(&parse_fingerprint(FP).unwrap()));
         assert!(table.denies_fingerprint(&[0xab; 32]));
         assert!(!table.denies_fingerprint(&[0xac; 32]));
+    }
+
+    #[test]
+    fn byte_order_mark() {
+        let loaded = parse(b"\xef\xbb\xbf1A2B\r\n", "deny.txt").unwrap();
+        assert_eq!(loaded.serials, 1);
+        assert!(Table::new(&loaded.table)
+            .unwrap()
+            .denies_serial(&[0x1a, 0x2b]));
     }
 
     #[test]

@@ -1,7 +1,7 @@
-//! A test CA that signs CRLs, for the unit tests and `benches/lookup.rs`
-//! (which includes this file by path). The CRL's TBSCertList is encoded
-//! here, by hand, so that tests control every field, including ones
-//! OpenSSL's CRL builder would refuse; it is signed with ECDSA P-256.
+//! A test CA that signs CRLs, for the unit tests and the look-up benchmark
+//! (`table::tests::lookup_is_flat`). The CRL's TBSCertList is encoded here,
+//! by hand, so that tests control every field, including ones OpenSSL's CRL
+//! builder would refuse; it is signed with ECDSA P-256.
 
 use openssl::asn1::Asn1Time;
 use openssl::bn::BigNum;
@@ -84,6 +84,11 @@ impl TestCa {
             .unwrap();
         cert.sign(&self.key, MessageDigest::sha256()).unwrap();
         cert.build()
+    }
+
+    /// This CA alone, as the CA list CRLs are checked against.
+    pub fn cas(&self) -> &[X509] {
+        std::slice::from_ref(&self.cert)
     }
 
     /// The subject Name, DER.
@@ -215,6 +220,7 @@ fn utc_time(text: &str) -> Vec<u8> {
     tlv(0x17, text.as_bytes())
 }
 
+/// A DER tag, definite length and content.
 pub fn tlv(tag: u8, content: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(content.len() + 6);
     out.push(tag);

@@ -39,10 +39,15 @@ pub struct Link {
 pub type Chain = Option<Vec<Link>>;
 
 impl Link {
+    /// The serial is taken from the DER content octets, as CRL entries are,
+    /// so that even a serial a CA encoded as negative finds its entry.
     pub fn of(cert: &X509Ref, is_ca: bool) -> Option<Link> {
+        use x509_parser::prelude::{FromDer, X509Certificate};
+        let der = cert.to_der().ok()?;
+        let (_, parsed) = X509Certificate::from_der(&der).ok()?;
         Some(Link {
-            issuer_key: issuer_key(&cert.issuer_name().to_der().ok()?),
-            serial: Serial::from_der_content(&cert.serial_number().to_bn().ok()?.to_vec()),
+            issuer_key: issuer_key(parsed.issuer().as_raw()),
+            serial: Serial::from_der_content(parsed.raw_serial()),
             is_ca,
         })
     }

@@ -3,7 +3,6 @@
 //! event loop that writes the thread's log lines and the CRL staleness
 //! warnings, once per `mtls_reload_interval`.
 
-use core::ptr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -61,7 +60,11 @@ pub unsafe fn start(cycle: *mut ngx_cycle_t, mcf: &MainConf) {
     let event: *mut ngx_event_t = Box::into_raw(Box::new(core::mem::zeroed()));
     (*event).handler = Some(on_timer);
     (*event).log = (*cycle).log;
-    (*event).data = ptr::null_mut();
+    // Debug logging of timers reads the fd of `data` as a connection's;
+    // like nginx's own standalone timers, point it at a dummy one.
+    let dummy: *mut ngx_connection_t = Box::into_raw(Box::new(core::mem::zeroed()));
+    (*dummy).fd = -1;
+    (*event).data = dummy.cast();
     // A pending timer must not hold up a graceful shutdown.
     (*event).set_cancelable(1);
     ngx_add_timer(event, mcf.reload_interval);

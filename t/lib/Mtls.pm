@@ -916,4 +916,207 @@ sub close {
 
 ###############################################################################
 
+# Helpers for the revocation tests (t/revocation_*.t): CRLs made with
+# "openssl ca -gencrl", atomic file updates, waiting for the error log, the
+# mtls_status page, and the table files in /dev/shm.
+
+package Mtls::PKI;
+
+use Time::HiRes ();
+
+# a CRL of "ca", made with "openssl ca -gencrl" from a CA database written
+# for it, in "$dir/$name" (PEM), or DER with "der => 1"; returns its path
+#
+#   $pki->crl('ca.crl', ca => 'ca', revoke => [ 'bob', 'int' ],
+#       number => 5, lastupdate => asn1_time(...), nextupdate => ...);
+#
+# Options: ca (the issuer, a CA of this PKI), revoke (names of certificates
+# of this PKI), revoke_serials (upper-case hex), number (CRL number, decimal;
+# none: the CRL has no number), lastupdate and nextupdate (YYYYMMDDHHMMSSZ),
+# hours (until nextUpdate, default 24 * 30), der, key (sign with the key of
+# another certificate of this PKI, for a bad signature), file (the path,
+# default "$dir/$name").
+
+sub crl {
+	my ($self, $name, %o) = @_;
+
+	my $d = $self->{dir};
+	my $ca = $o{ca} // die "crl: no ca\n";
+	my $w = "$d/$name.gencrl";
+
+	mkdir $w unless -d $w;
+
+	my $expiry = POSIX::strftime('%y%m%d%H%M%SZ',
+		gmtime(time() + 365 * 86400));
+	my $revoked = POSIX::strftime('%y%m%d%H%M%SZ', gmtime(time() - 3600));
+
+	my @serials = map { Mtls::serial_hex("$d/$_.crt") } @{$o{revoke} // []};
+	push @serials, @{$o{revoke_serials} // []};
+
+	my $index = '';
+	my $n = 0;
+	for my $serial (@serials) {
+		$serial = '0' . $serial if length($serial) % 2;
+		$n++;
+		$index .= "R\t$expiry\t$revoked\t$serial\tunknown\t/CN=revoked$n\n";
+	}
+
+	Mtls::spew("$w/index.txt", $index);
+	Mtls::spew("$w/index.txt.attr", "unique_subject = no\n");
+
+	my $number = '';
+	if (defined $o{number}) {
+		my $hex = sprintf('%X', $o{number});
+		$hex = '0' . $hex if length($hex) % 2;
+		Mtls::spew("$w/crlnumber", "$hex\n");
+		$number = "crlnumber = $w/crlnumber\n";
+	}
+
+	Mtls::spew("$w/ca.cnf", <<"EOF");
+[ca]
+default_ca = myca
+
+[myca]
+database = $w/index.txt
+$number
+default_md = sha256
+default_crl_days = 30
+EOF
+
+	my @time;
+	push @time, '-crl_lastupdate', $o{lastupdate} if defined $o{lastupdate};
+	push @time, '-crl_nextupdate', $o{nextupdate} if defined $o{nextupdate};
+	push @time, '-crlhours', $o{hours} // 24 * 30 unless defined $o{nextupdate};
+
+	my $key = $o{key} // $ca;
+	my $file = $o{file} // "$d/$name";
+
+	Mtls::run_cmd('openssl', 'ca', '-batch', '-gencrl', '-config', "$w/ca.cnf",
+		'-cert', "$d/$ca.crt", '-keyfile', "$d/$key.key",
+		'-out', "$w/crl.pem", @time);
+
+	if ($o{der}) {
+		Mtls::run_cmd('openssl', 'crl', '-in', "$w/crl.pem",
+			'-outform', 'DER', '-out', "$w/crl.der");
+		Mtls::spew($file, Mtls::slurp("$w/crl.der"));
+
+	} else {
+		Mtls::spew($file, Mtls::slurp("$w/crl.pem"));
+	}
+
+	return $file;
+}
+
+package Mtls;
+
+# replace a file atomically: write a temporary file in the same directory,
+# then rename(2) it over the old one, as a careful operator (or Kubernetes)
+# does
+
+sub write_atomic {
+	my ($file, $content) = @_;
+	my $tmp = "$file.tmp.$$";
+	spew($tmp, $content);
+	rename($tmp, $file) or die "can't rename $tmp to $file: $!\n";
+}
+
+# the current size of the error log, to look only at what comes after
+
+sub log_mark {
+	my ($t) = @_;
+	return -s $t->testdir() . '/error.log' // 0;
+}
+
+# waits (at most $timeout seconds, default 5) until the error log, from
+# offset $mark on, matches $re; returns the matching line, or '' on timeout
+
+sub wait_log {
+	my ($t, $mark, $re, $timeout) = @_;
+
+	my $file = $t->testdir() . '/error.log';
+	my $deadline = Time::HiRes::time() + ($timeout // 5);
+
+	while (1) {
+		my $log = -e $file ? slurp($file) : '';
+		$log = length $log > $mark ? substr($log, $mark) : '';
+
+		for my $line (split /\n/, $log) {
+			return $line if $line =~ $re;
+		}
+
+		return '' if Time::HiRes::time() > $deadline;
+		Time::HiRes::sleep(0.05);
+	}
+}
+
+# calls $code until it returns true, at most $timeout seconds (default 5);
+# returns its last value
+
+sub wait_for {
+	my ($code, $timeout) = @_;
+
+	my $deadline = Time::HiRes::time() + ($timeout // 5);
+
+	while (1) {
+		my $v = $code->();
+		return $v if $v || Time::HiRes::time() > $deadline;
+		Time::HiRes::sleep(0.05);
+	}
+}
+
+# the mtls_status page, fetched over plain HTTP from 127.0.0.1:$port:
+# decoded JSON (undef if it is not JSON), or with "raw => 1" the whole
+# response
+
+sub mtls_status {
+	my ($port, %o) = @_;
+
+	my $uri = $o{uri} // '/status';
+	my $r = Test::Nginx::http_get($uri,
+		PeerAddr => "127.0.0.1:$port") // return undef;
+
+	return $r if $o{raw};
+
+	my ($body) = $r =~ /\x0d\x0a\x0d\x0a(.*)\z/s or return undef;
+
+	require JSON::PP;
+	my $json = eval { JSON::PP::decode_json($body) };
+	warn "# status is not JSON: $@$body\n" unless $json;
+	return $json;
+}
+
+# the entry of mtls_status for the source with this path (undef if none)
+
+sub status_source {
+	my ($status, $path) = @_;
+
+	return undef unless ref $status eq 'HASH';
+
+	for my $s (@{$status->{sources} // []}) {
+		return $s if $s->{path} eq $path;
+	}
+
+	return undef;
+}
+
+# the table files of an nginx master in /dev/shm, sorted (in scalar
+# context, how many)
+
+sub shm_tables {
+	my ($master) = @_;
+	my @files = sort glob("/dev/shm/ngx_mtls.$master.*");
+	return @files;
+}
+
+# the pid of the nginx master of a test
+
+sub master_pid {
+	my ($t) = @_;
+	my $pid = -e $t->testdir() . '/nginx.pid'
+		? $t->read_file('nginx.pid') : '';
+	return $pid =~ /^(\d+)/ ? $1 : undef;
+}
+
+###############################################################################
+
 1;

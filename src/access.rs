@@ -73,21 +73,34 @@ fn decide(r: &Request) -> Verdict {
         ClientCert::Verified(_, chain) => chain.as_deref(),
         _ => None,
     };
-    let verdict = match lcf
+    match lcf
         .policy
         .decide(&cert.peer(), |id| revocation::check(mcf, lcf, id, chain))
     {
         Ok(()) => Verdict::Allow,
         Err(reason) => Verdict::Deny(reason),
-    };
-    let counter = match verdict {
-        Verdict::Deny(reason) => counter_index(reason),
-        _ => ALLOWED,
-    };
-    if let Some(shared) = &mcf.shared {
-        shared.counter(counter).fetch_add(1, Ordering::Relaxed);
     }
-    verdict
+}
+
+/// Log phase: counts the request once, with the decision of the location
+/// that served it, if a decision was made there.
+pub extern "C" fn log_handler(r: *mut ngx_http_request_t) -> ngx_int_t {
+    // SAFETY: nginx passes the live request being processed.
+    let r = unsafe { Request::from_ngx_http_request(r) };
+    let _ = catch_unwind(AssertUnwindSafe(|| {
+        let Some(&verdict) = r.get_module_ctx::<Verdict>(Module::module()) else {
+            return;
+        };
+        let counter = match verdict {
+            Verdict::Off => return,
+            Verdict::Allow => ALLOWED,
+            Verdict::Deny(reason) => counter_index(reason),
+        };
+        if let Some(shared) = Module::main_conf(r).and_then(|m| m.shared.as_ref()) {
+            shared.counter(counter).fetch_add(1, Ordering::Relaxed);
+        }
+    }));
+    NGX_DECLINED as ngx_int_t
 }
 
 pub extern "C" fn access_handler(r: *mut ngx_http_request_t) -> ngx_int_t {

@@ -21,7 +21,7 @@ use crate::hex::{parse_fingerprint, Serial};
 use crate::identity::dn::Dn;
 use crate::identity::san::SanRule;
 use crate::identity::spiffe::SpiffePattern;
-use crate::loader::{FileId, Source};
+use crate::loader::{FileId, Loaded, Source};
 use crate::policy::{IdentityRules, Policy};
 use crate::revocation::Kind;
 use crate::state::Shared;
@@ -110,6 +110,8 @@ pub struct MainConf {
     pub shared: Option<Arc<Shared>>,
     /// The identity of each file when it was read at configuration time.
     pub loaded: Vec<Option<FileId>>,
+    /// Tables read with the configuration, published once it is accepted.
+    pub pending: Vec<Option<Loaded>>,
 }
 
 impl Default for MainConf {
@@ -120,6 +122,7 @@ impl Default for MainConf {
             cas: Vec::new(),
             shared: None,
             loaded: Vec::new(),
+            pending: Vec::new(),
         }
     }
 }
@@ -571,11 +574,17 @@ pub unsafe fn init_revocation(cf: *mut ngx_conf_t) -> Result<(), ()> {
     for &cscf in servers {
         let ctx = &*(*cscf).ctx;
         let sscf = &*(*ctx.srv_conf.add(ssl_index)).cast::<ngx_http_ssl_srv_conf_t>();
-        for file in [sscf.client_certificate, sscf.trusted_certificate] {
+        for mut file in [sscf.client_certificate, sscf.trusted_certificate] {
+            // nginx resolves these against the prefix only in servers that
+            // verify clients; resolve a copy here for every server.
+            if file.len == 0 || ngx_conf_full_name((*cf).cycle, &mut file, 1) != NGX_OK as ngx_int_t
+            {
+                continue;
+            }
             let path = PathBuf::from(std::ffi::OsStr::from_bytes(
                 NgxStr::from_ngx_str(file).as_bytes(),
             ));
-            if file.len > 0 && !ca_files.contains(&path) {
+            if !ca_files.contains(&path) {
                 ca_files.push(path);
             }
         }
@@ -628,9 +637,21 @@ pub unsafe fn init_revocation(cf: *mut ngx_conf_t) -> Result<(), ()> {
             }
         }
     }
-    if ngx_test_config != 0 {
+    mcf.pending = tables;
+    Ok(())
+}
+
+/// Publishes the tables read by [`init_revocation`] in shared memory for
+/// the workers to come; nothing under `nginx -t`.
+///
+/// # Safety
+/// `cycle` must be the cycle whose configuration `mcf` belongs to.
+pub unsafe fn publish(cycle: *mut ngx_cycle_t, mcf: &mut MainConf) -> Result<(), ()> {
+    let tables = std::mem::take(&mut mcf.pending);
+    if ngx_test_config != 0 || mcf.sources.is_empty() {
         return Ok(());
     }
+    let log = (*cycle).log;
     let shared = match Shared::new(mcf.sources.len()) {
         Ok(shared) => shared,
         Err(e) => {

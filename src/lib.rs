@@ -64,12 +64,24 @@ mod module {
             let Some(cmcf) = NgxHttpCoreModule::main_conf_mut(&*cf) else {
                 return NGX_ERROR as ngx_int_t;
             };
-            let phase = ngx_http_phases_NGX_HTTP_ACCESS_PHASE as usize;
-            let h = ngx_array_push(&mut cmcf.phases[phase].handlers).cast::<ngx_http_handler_pt>();
-            if h.is_null() {
-                return NGX_ERROR as ngx_int_t;
+            let handlers: [(_, extern "C" fn(*mut ngx_http_request_t) -> ngx_int_t); 2] = [
+                (
+                    ngx_http_phases_NGX_HTTP_ACCESS_PHASE,
+                    crate::access::access_handler,
+                ),
+                (
+                    ngx_http_phases_NGX_HTTP_LOG_PHASE,
+                    crate::access::log_handler,
+                ),
+            ];
+            for (phase, handler) in handlers {
+                let h = ngx_array_push(&mut cmcf.phases[phase as usize].handlers)
+                    .cast::<ngx_http_handler_pt>();
+                if h.is_null() {
+                    return NGX_ERROR as ngx_int_t;
+                }
+                *h = Some(handler);
             }
-            *h = Some(crate::access::access_handler);
             NGX_OK as ngx_int_t
         }
     }
@@ -106,11 +118,26 @@ mod module {
         ctx: ptr::addr_of!(NGX_HTTP_MTLS_MODULE_CTX) as *mut c_void,
         commands: ptr::addr_of_mut!(NGX_HTTP_MTLS_COMMANDS) as *mut ngx_command_t,
         type_: NGX_HTTP_MODULE as ngx_uint_t,
+        init_module: Some(init_module),
         init_process: Some(init_process),
         exit_process: Some(exit_process),
         exit_master: Some(exit_master),
         ..ngx_module_t::default()
     };
+
+    /// Runs once the whole configuration was read and accepted: only then
+    /// are its tables published, so a configuration that fails later
+    /// leaves nothing in /dev/shm.
+    extern "C" fn init_module(cycle: *mut ngx_cycle_t) -> ngx_int_t {
+        // SAFETY: as in init_process.
+        let published = std::panic::catch_unwind(|| unsafe {
+            Module::main_conf_mut(&*cycle).map_or(Ok(()), |mcf| crate::conf::publish(cycle, mcf))
+        });
+        match published {
+            Ok(Ok(())) => NGX_OK as ngx_int_t,
+            _ => NGX_ERROR as ngx_int_t,
+        }
+    }
 
     extern "C" fn init_process(cycle: *mut ngx_cycle_t) -> ngx_int_t {
         // SAFETY: nginx passes its live cycle; the main configuration of

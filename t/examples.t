@@ -1,0 +1,269 @@
+#!/usr/bin/perl
+
+# Tests for the example configurations in nginx-conf/: each one, its
+# placeholders replaced, passes "nginx -t" on its own, and admits and
+# refuses clients as its comments say, with certificates made by
+# scripts/mtls-pki.
+
+###############################################################################
+
+use warnings;
+use strict;
+
+use Test::More;
+
+BEGIN { use FindBin; chdir($FindBin::Bin); }
+
+use lib 'lib';
+use Test::Nginx;
+
+###############################################################################
+
+select STDERR; $| = 1;
+select STDOUT; $| = 1;
+
+my $t = Test::Nginx->new()
+	->has(qw/http http_ssl proxy upstream_keepalive/)
+	->has_daemon('openssl')->plan(32);
+
+my $d = $t->testdir();
+my $pki = "$d/pki";
+
+# Logical port of each example's server.
+my %examples = (
+	'admin-panel' => 8443,
+	'api-gateway' => 8444,
+	'service-mesh-spiffe' => 8445,
+	'iot-fleet' => 8446,
+	'optional-mtls' => 8447,
+);
+
+# The certificates the examples' comments describe, and more clients to be
+# refused.
+
+$ENV{MTLS_PKI_PASSPHRASE} = 'examples passphrase';
+
+pki('init', '--o', 'Example', '--cn', 'Example Root CA');
+pki('server', $_) for qw/admin.example.com api.example.com
+	devices.iot.example.com www.example.com/;
+pki('intermediate', 'mesh', '--o', 'Example', '--cn', 'Mesh Workload CA');
+pki(qw/server orders --ca mesh --san DNS:orders.shop.example.org/);
+
+pki(qw/client alice --o Example/);
+pki(qw/client bob --o Example/);
+pki(qw/client carol --o Example/);
+pki('client', 'acme', '--o', 'ACME Corp',
+	'--san', 'dns:acme.partners.example.com');
+pki(qw(client billing --spiffe spiffe://example.org/ns/billing/sa/api));
+pki(qw/client stranger/);
+
+pki(qw/client checkout --ca mesh/,
+	'--spiffe', 'spiffe://example.org/ns/shop/sa/checkout');
+pki(qw(client cart --ca mesh --spiffe spiffe://example.org/ns/shop/sa/cart));
+pki(qw/client prometheus --ca mesh/,
+	'--spiffe', 'spiffe://example.org/ns/monitoring/sa/prometheus');
+# Same ID as checkout, signed by the root rather than the mesh CA.
+pki(qw(client impostor --spiffe spiffe://example.org/ns/shop/sa/checkout));
+
+pki(qw/client sensor-0001 --o Example --ou sensors/);
+pki(qw/client sensor-0002 --o Example --ou sensors/);
+pki(qw/client gw-01 --o Example --ou gateways/,
+	'--san', 'dns:gw-01.gw.iot.example.com');
+pki(qw/client fleet-operator --o Example --ou operations/);
+
+pki(qw/revoke bob/);
+pki(qw/revoke sensor-0002/);
+
+# Another CA's client, with a name the examples allow.
+pki('--dir', "$d/other", 'init', '--no-passphrase');
+pki('--dir', "$d/other", 'client', 'alice');
+
+for my $name (sort keys %examples) {
+	my $conf = read_file("../nginx-conf/$name.conf");
+	$conf =~ s/%%PKI%%/$pki/g;
+	$conf =~ s/%%PORT%%/'127.0.0.1:' . port($examples{$name})/ge;
+	$conf =~ s/%%UPSTREAM_PORT%%/port(8081)/ge;
+	$t->write_file("$name.conf", $conf);
+
+	(my $alone = <<'EOF') =~ s/NAME/$name/;
+
+%%TEST_GLOBALS%%
+
+events {
+}
+
+http {
+    %%TEST_GLOBALS_HTTP%%
+
+    include NAME.conf;
+}
+
+EOF
+	$t->write_file_expand("alone-$name.conf", $alone);
+}
+
+$t->write_file_expand('nginx.conf', <<'EOF');
+
+%%TEST_GLOBALS%%
+
+daemon off;
+
+events {
+}
+
+http {
+    %%TEST_GLOBALS_HTTP%%
+
+    # The application behind every example: says what it was sent.
+    server {
+        listen       127.0.0.1:%%PORT_8081%%;
+        server_name  localhost;
+
+        location / {
+            return 200 "uri=$uri cn=$http_x_client_cn serial=$http_x_client_serial subject=$http_x_client_subject spiffe=$http_x_client_spiffe_id sha256=$http_x_client_cert_sha256 device=$http_x_device_id auth=$http_authorization\n";
+        }
+    }
+
+    include admin-panel.conf;
+    include api-gateway.conf;
+    include service-mesh-spiffe.conf;
+    include iot-fleet.conf;
+    include optional-mtls.conf;
+}
+
+EOF
+
+###############################################################################
+
+for my $name (sort keys %examples) {
+	like(nginx_t("alone-$name.conf"), qr/test is successful/,
+		"$name: nginx -t");
+}
+
+$t->run();
+
+# admin-panel: CN allowlist, revoked serials from deny-serials.conf, the
+# application's own login passes through.
+
+like(get('admin-panel', '/', 'alice'), qr/ 200 .*cn=alice /s,
+	'admin: alice allowed');
+like(get('admin-panel', '/', 'alice', "X-Client-CN: mallory\r\n"
+	. "Authorization: Basic YWxpY2U6c2VjcmV0\r\n"),
+	qr/cn=alice .*auth=Basic YWxpY2U6c2VjcmV0$/m,
+	'admin: login kept, identity not forged');
+is(status(get('admin-panel', '/', 'carol')), 403, 'admin: carol denied');
+is(status(get('admin-panel', '/', 'bob')), 403, 'admin: bob revoked');
+is(status(get('admin-panel', '/')), 400, 'admin: no certificate');
+
+# api-gateway: partners by DNS SAN, services by SPIFFE ID; identity headers.
+
+my $acme = get('api-gateway', '/v1/orders', 'acme');
+my $serial = cert_field('acme', '-serial');
+(my $sha256 = lc cert_field('acme', '-fingerprint', '-sha256')) =~ s/://g;
+
+like($acme, qr/ 200 .*cn=acme serial=$serial subject=CN=acme,O=ACME Corp /s,
+	'api: partner allowed, identity forwarded');
+like($acme, qr/ sha256=$sha256 /, 'api: fingerprint forwarded');
+like(get('api-gateway', '/v1/orders', 'billing'),
+	qr/ 200 .* spiffe=spiffe:\/\/example\.org\/ns\/billing\/sa\/api /s,
+	'api: service allowed');
+is(status(get('api-gateway', '/v1/orders', 'stranger')), 403,
+	'api: stranger denied');
+
+# service-mesh-spiffe: per-path SPIFFE IDs, only from the mesh CA.
+
+like(get('service-mesh-spiffe', '/orders/1', 'checkout'),
+	qr/ 200 .* spiffe=spiffe:\/\/example\.org\/ns\/shop\/sa\/checkout /s,
+	'mesh: checkout places orders');
+is(status(get('service-mesh-spiffe', '/orders/1', 'cart')), 403,
+	'mesh: cart may not place orders');
+is(status(get('service-mesh-spiffe', '/cart/1', 'cart')), 200,
+	'mesh: cart allowed by namespace');
+is(status(get('service-mesh-spiffe', '/orders/1', 'impostor')), 403,
+	'mesh: same ID from the root denied');
+is(status(get('service-mesh-spiffe', '/metrics', 'prometheus')), 200,
+	'mesh: monitoring allowed');
+is(status(get('service-mesh-spiffe', '/metrics', 'checkout')), 403,
+	'mesh: checkout may not read metrics');
+
+# iot-fleet: nginx's CRL, then a policy per location.
+
+like(get('iot-fleet', '/telemetry/1', 'sensor-0001'),
+	qr/ 200 .* device=sensor-0001 /s, 'iot: sensor reports');
+is(status(get('iot-fleet', '/telemetry/1', 'sensor-0002')), 400,
+	'iot: revoked sensor refused by ssl_crl');
+is(status(get('iot-fleet', '/firmware/1', 'sensor-0001')), 403,
+	'iot: sensor may not download firmware');
+is(status(get('iot-fleet', '/firmware/1', 'gw-01')), 200,
+	'iot: gateway downloads firmware');
+is(status(get('iot-fleet', '/admin/', 'fleet-operator')), 200,
+	'iot: operator manages');
+is(status(get('iot-fleet', '/admin/', 'sensor-0001')), 403,
+	'iot: sensor may not manage');
+
+# optional-mtls: public pages without a certificate, protected ones with.
+
+is(status(get('optional-mtls', '/')), 200, 'optional: public page');
+is(status(get('optional-mtls', '/account/')), 403,
+	'optional: account needs a certificate');
+like(get('optional-mtls', '/account/', 'alice'), qr/ 200 .*cn=alice /s,
+	'optional: account with a certificate');
+is(status(get('optional-mtls', '/partners/', 'alice')), 403,
+	'optional: partners only');
+is(status(get('optional-mtls', '/partners/', 'acme')), 200,
+	'optional: partner');
+is(status(get('optional-mtls', '/', 'alice', '', "$d/other")), 400,
+	'optional: certificate of another CA refused');
+
+###############################################################################
+
+# scripts/mtls-pki, its output in pki.log.
+sub pki {
+	open my $stdout, '>&', \*STDOUT or die "Can't dup STDOUT: $!\n";
+	open STDOUT, '>>', "$d/pki.log" or die "Can't open pki.log: $!\n";
+	my $rc = system('../scripts/mtls-pki', '--dir', $pki, @_);
+	open STDOUT, '>&', $stdout or die "Can't restore STDOUT: $!\n";
+	$rc == 0 or die "mtls-pki @_ failed\n";
+}
+
+sub nginx_t {
+	my ($conf) = @_;
+	my $command = "$Test::Nginx::NGINX -t -p $d/ -c $conf -e $d/nginx-t.log";
+	return `$command 2>&1`;
+}
+
+# A request to an example's server, with the chain and key of a client.
+sub get {
+	my ($example, $uri, $client, $headers, $dir) = @_;
+	$dir //= $pki;
+	my @cert = defined $client
+		? (SSL_cert_file => "$dir/certs/$client.chain.crt",
+			SSL_key_file => "$dir/certs/$client.key")
+		: ();
+	return http("GET $uri HTTP/1.0\r\nHost: localhost\r\n"
+		. ($headers // '') . "\r\n",
+		SSL => 1, PeerAddr => '127.0.0.1:' . port($examples{$example}),
+		@cert);
+}
+
+sub status {
+	my ($reply) = @_;
+	return ($reply // '') =~ m{^HTTP/1\.\d (\d{3}) } ? $1 : 'no reply';
+}
+
+sub cert_field {
+	my ($client, @options) = @_;
+	my $out = `openssl x509 -in $pki/certs/$client.crt -noout @options`;
+	$out =~ s/^.*=//s;
+	chomp $out;
+	return $out;
+}
+
+sub read_file {
+	my ($path) = @_;
+	open my $fh, '<', $path or die "Can't open $path: $!\n";
+	local $/;
+	return scalar <$fh>;
+}
+
+###############################################################################

@@ -257,7 +257,7 @@ impl Mapping {
         if len == 0 {
             return Err(io::Error::other("empty table file"));
         }
-        // SAFETY: a private read-only mapping of a file that is never
+        // SAFETY: a read-only shared mapping of a file that is never
         // written again after it was renamed into place.
         let ptr = unsafe {
             libc::mmap(

@@ -69,41 +69,24 @@ const VARS: [(ngx_str_t, Var, u32); 14] = [
 /// # Safety
 /// `cf` must be the configuration nginx passes to preconfiguration.
 pub unsafe fn add_variables(cf: *mut ngx_conf_t) -> ngx_int_t {
-    for (name, var, flags) in VARS {
+    for (index, (name, _, flags)) in VARS.into_iter().enumerate() {
         let mut name = name;
         let v = ngx_http_add_variable(cf, &mut name, flags as ngx_uint_t);
         if v.is_null() {
             return NGX_ERROR as ngx_int_t;
         }
         (*v).get_handler = Some(get_variable);
-        (*v).data = var as usize;
+        (*v).data = index;
     }
     NGX_OK as ngx_int_t
 }
-
-const ALL: [Var; 14] = [
-    Var::Decision,
-    Var::Reason,
-    Var::Subject,
-    Var::Issuer,
-    Var::Cn,
-    Var::Serial,
-    Var::Fingerprint,
-    Var::SanDns,
-    Var::SanEmail,
-    Var::SanUri,
-    Var::SanIp,
-    Var::SpiffeId,
-    Var::NotAfter,
-    Var::ExpiresIn,
-];
 
 extern "C" fn get_variable(
     r: *mut ngx_http_request_t,
     v: *mut ngx_variable_value_t,
     data: usize,
 ) -> ngx_int_t {
-    let Some(&var) = ALL.get(data) else {
+    let Some(&(_, var, _)) = VARS.get(data) else {
         return NGX_ERROR as ngx_int_t;
     };
     // SAFETY: nginx passes the live request and the value slot to fill.

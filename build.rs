@@ -2,6 +2,10 @@
 //! this module, from the metadata `nginx-sys` exports (`DEP_NGINX_*`).
 fn main() {
     println!("cargo::rerun-if-changed=build.rs");
+    // Without the glue (fuzz targets, benchmarks) there is no nginx to check.
+    if std::env::var_os("CARGO_FEATURE_NGINX").is_none() {
+        return;
+    }
     let features = std::env::var("DEP_NGINX_FEATURES").unwrap_or_default();
     let has = |f: &str| features.split(',').any(|x| x == f);
     // The module reads the client certificate of the TLS connection.

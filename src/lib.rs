@@ -13,24 +13,25 @@ pub mod loader;
 pub mod revocation;
 pub mod state;
 
-#[cfg(not(test))]
+#[cfg(all(feature = "nginx", not(test)))]
 mod access;
-#[cfg(not(test))]
+#[cfg(all(feature = "nginx", not(test)))]
 mod conf;
-#[cfg(not(test))]
+#[cfg(all(feature = "nginx", not(test)))]
 mod status;
-#[cfg(not(test))]
+#[cfg(all(feature = "nginx", not(test)))]
 mod tls;
-#[cfg(not(test))]
+#[cfg(all(feature = "nginx", not(test)))]
 mod variables;
-#[cfg(not(test))]
+#[cfg(all(feature = "nginx", not(test)))]
 mod worker;
 
-#[cfg(not(test))]
+#[cfg(all(feature = "nginx", not(test)))]
 pub use module::ngx_http_mtls_module;
 
-/// The nginx glue. It is left out of unit tests, which link no nginx.
-#[cfg(not(test))]
+/// The nginx glue. It is left out of unit tests, which link no nginx, and
+/// of builds without the `nginx` feature (fuzz targets, benchmarks).
+#[cfg(all(feature = "nginx", not(test)))]
 mod module {
     use core::ffi::c_void;
     use core::ptr;
@@ -164,5 +165,5 @@ mod module {
     }
 }
 
-#[cfg(not(test))]
+#[cfg(all(feature = "nginx", not(test)))]
 use module::Module;

@@ -6,8 +6,8 @@
 pub mod crl;
 pub mod denylist;
 pub mod table;
-#[cfg(test)]
-mod testca;
+#[cfg(any(test, feature = "testca"))]
+pub mod testca;
 
 pub use crl::{check_newer, issuer_key, CrlError, CrlSummary, LoadedCrls};
 pub use denylist::{DenyListError, LoadedDenyList};

@@ -665,7 +665,7 @@ pub unsafe fn publish(cycle: *mut ngx_cycle_t, mcf: &mut MainConf) -> Result<(),
             shared.slot(i).set_error(now, "not loaded at start");
             continue;
         };
-        if let Err(e) = shared.publish(i, &loaded.table, &loaded.summary, now) {
+        if let Err(e) = shared.publish(i, loaded, now) {
             ngx::ngx_log_error!(
                 NGX_LOG_EMERG,
                 log,

@@ -9,7 +9,7 @@ use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use openssl::x509::X509;
 
@@ -72,12 +72,15 @@ pub fn now() -> i64 {
 pub struct Loaded {
     pub table: Vec<u8>,
     pub summary: String,
+    /// How long reading and checking the file took.
+    pub read_ms: u64,
 }
 
 /// Reads `source`. `in_force` is the table published before, if any: a CRL
 /// older than the one in force is refused.
 pub fn read(source: &Source, cas: &[X509], in_force: Option<&Table<'_>>) -> Result<Loaded, String> {
-    match source.kind {
+    let start = Instant::now();
+    let (table, summary) = match source.kind {
         Kind::Crl => {
             let loaded = crl::load(&source.path, cas).map_err(|e| e.to_string())?;
             if let Some(old) = in_force {
@@ -95,19 +98,18 @@ pub fn read(source: &Source, cas: &[X509], in_force: Option<&Table<'_>>) -> Resu
                     c.info.entries
                 );
             }
-            Ok(Loaded {
-                table: loaded.table,
-                summary,
-            })
+            (loaded.table, summary)
         }
         Kind::DenyList => {
             let loaded = denylist::load(&source.path).map_err(|e| e.to_string())?;
-            Ok(Loaded {
-                table: loaded.table,
-                summary: String::new(),
-            })
+            (loaded.table, String::new())
         }
-    }
+    };
+    Ok(Loaded {
+        table,
+        summary,
+        read_ms: start.elapsed().as_millis() as u64,
+    })
 }
 
 /// A log line left by the loader thread for worker 0's event loop.
@@ -175,20 +177,27 @@ impl Loader {
     }
 
     fn reload(&self, i: usize, source: &Source) -> Result<(), ()> {
+        let slot = self.shared.slot(i);
+        slot.set_loading(true);
         let result = self
             .shared
             .with_table(i, |old| read(source, &self.cas, old.as_ref()));
         let published = result.and_then(|loaded| {
             self.shared
-                .publish(i, &loaded.table, &loaded.summary, now())
+                .publish(i, &loaded, now())
+                .map(|()| loaded.read_ms)
                 .map_err(|e| format!("cannot publish \"{}\": {e}", source.path.display()))
         });
+        slot.set_loading(false);
         match published {
-            Ok(()) => {
-                let entries = self.shared.slot(i).entries();
+            Ok(ms) => {
                 self.say(
                     false,
-                    format!("reloaded \"{}\", {entries} entries", source.path.display()),
+                    format!(
+                        "reloaded \"{}\", {} entries in {ms} ms",
+                        source.path.display(),
+                        slot.entries()
+                    ),
                 );
                 Ok(())
             }

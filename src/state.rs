@@ -22,6 +22,7 @@ use std::io::{self, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::PathBuf;
 
+use crate::loader::Loaded;
 use crate::revocation::Table;
 
 const SHM_DIR: &str = "/dev/shm";
@@ -79,6 +80,11 @@ pub struct Slot {
     loaded_at: AtomicI64,
     error_at: AtomicI64,
     entries: AtomicU64,
+    /// Set while the loader reads a changed file; the data in force meanwhile
+    /// is the previous generation.
+    loading: AtomicU8,
+    /// How long the last successful load took, read to publish.
+    load_ms: AtomicU64,
     error: SharedText,
     /// What the status page shows of the loaded data (a JSON array).
     summary: SharedText,
@@ -95,6 +101,18 @@ impl Slot {
 
     pub fn entries(&self) -> u64 {
         self.entries.load(Ordering::Relaxed)
+    }
+
+    pub fn loading(&self) -> bool {
+        self.loading.load(Ordering::Relaxed) != 0
+    }
+
+    pub fn set_loading(&self, loading: bool) {
+        self.loading.store(u8::from(loading), Ordering::Relaxed);
+    }
+
+    pub fn load_ms(&self) -> u64 {
+        self.load_ms.load(Ordering::Relaxed)
     }
 
     /// The last error and when, if the last attempt failed or an earlier
@@ -189,7 +207,8 @@ impl Shared {
     /// Makes `table` the data of `source`: written to a new file, renamed
     /// into place, then announced by a new generation. The previous file is
     /// removed; processes that mapped it keep their mapping.
-    pub fn publish(&self, source: usize, table: &[u8], summary: &str, now: i64) -> io::Result<()> {
+    pub fn publish(&self, source: usize, loaded: &Loaded, now: i64) -> io::Result<()> {
+        let table = &loaded.table[..];
         let slot = self.slot(source);
         let old = slot.generation.load(Ordering::Acquire);
         let new = old + 1;
@@ -205,7 +224,8 @@ impl Shared {
             return Err(e);
         }
         std::fs::rename(&tmp, &path)?;
-        slot.summary.store(summary);
+        slot.summary.store(&loaded.summary);
+        slot.load_ms.store(loaded.read_ms, Ordering::Relaxed);
         slot.entries.store(
             Table::open(table).map_or(0, |t| t.len() as u64),
             Ordering::Relaxed,

@@ -75,6 +75,8 @@ struct SourceStatus {
     generation: u64,
     entries: u64,
     loaded_at: i64,
+    loading: bool,
+    load_ms: u64,
     error: Option<(i64, String)>,
     /// issuer, thisUpdate, nextUpdate, number, entries
     crls: Vec<[String; 5]>,
@@ -93,6 +95,8 @@ fn sources(mcf: &MainConf) -> Vec<SourceStatus> {
                 generation: slot.map_or(0, |s| s.generation()),
                 entries: slot.map_or(0, |s| s.entries()),
                 loaded_at: slot.map_or(0, |s| s.loaded_at()),
+                loading: slot.is_some_and(|s| s.loading()),
+                load_ms: slot.map_or(0, |s| s.load_ms()),
                 error: slot.and_then(|s| s.error()),
                 crls: slot
                     .map(|s| s.summary())
@@ -154,13 +158,15 @@ fn json(mcf: &MainConf) -> String {
         }
         let _ = write!(
             out,
-            "{{\"path\":{},\"kind\":\"{}\",\"optional\":{},\"generation\":{},\"entries\":{},\"loaded_at\":{},",
+            "{{\"path\":{},\"kind\":\"{}\",\"optional\":{},\"generation\":{},\"entries\":{},\"loaded_at\":{},\"load_ms\":{},\"loading\":{},",
             json_str(&s.path),
             s.kind,
             s.optional,
             s.generation,
             s.entries,
-            time_or_null(s.loaded_at)
+            time_or_null(s.loaded_at),
+            s.load_ms,
+            s.loading
         );
         let (error_at, error) = match &s.error {
             Some((at, e)) => (time_or_null(*at), json_str(e)),
@@ -204,7 +210,7 @@ fn prom_label(s: &str) -> String {
 }
 
 /// A per-source gauge: name, help, value.
-type Gauge = (&'static str, &'static str, fn(&SourceStatus) -> Option<i64>);
+type Gauge = (&'static str, &'static str, fn(&SourceStatus) -> Option<f64>);
 
 fn prometheus_text(mcf: &MainConf) -> String {
     let mut out = String::new();
@@ -223,19 +229,29 @@ fn prometheus_text(mcf: &MainConf) -> String {
         );
     }
     let sources = sources(mcf);
-    let gauges: [Gauge; 3] = [
+    let gauges: [Gauge; 5] = [
         ("mtls_source_entries", "Entries in force.", |s| {
-            Some(s.entries as i64)
+            Some(s.entries as f64)
         }),
         (
             "mtls_source_loaded_timestamp_seconds",
             "When the data in force was loaded.",
-            |s| (s.loaded_at != 0).then_some(s.loaded_at),
+            |s| (s.loaded_at != 0).then_some(s.loaded_at as f64),
+        ),
+        (
+            "mtls_source_load_duration_seconds",
+            "How long reading the data in force took.",
+            |s| (s.loaded_at != 0).then_some(s.load_ms as f64 / 1e3),
+        ),
+        (
+            "mtls_source_loading",
+            "1 while a changed file is being read; the previous data stays in force meanwhile.",
+            |s| Some(f64::from(u8::from(s.loading))),
         ),
         (
             "mtls_source_last_error_timestamp_seconds",
             "When the last load failed.",
-            |s| s.error.as_ref().map(|(at, _)| *at),
+            |s| s.error.as_ref().map(|(at, _)| *at as f64),
         ),
     ];
     for (name, help, value) in gauges {

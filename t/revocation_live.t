@@ -270,7 +270,7 @@ $pki->crl('ca.crl.next', ca => 'ca', revoke => [ 'int' ],
 Mtls::write_atomic("$d/ca.crl", $t->read_file('ca.crl.next'));
 
 like(Mtls::wait_log($t, $mark, qr/mtls: .*ca\.crl/),
-	qr/mtls: reloaded "\Q$d\E\/ca\.crl", 1 entries$/, 'chain: CRL reloaded');
+	qr/mtls: reloaded "\Q$d\E\/ca\.crl", 1 entries in \d+ ms$/, 'chain: CRL reloaded');
 
 $r = resumed_get(8446, $ctx_deep, '/');
 
@@ -406,7 +406,7 @@ $mark = Mtls::log_mark($t);
 Mtls::write_atomic("$d/reload.txt", "# nothing revoked\n");
 
 like(Mtls::wait_log($t, $mark, qr/mtls: .*reload\.txt/),
-	qr/mtls: reloaded "\Q$d\E\/reload\.txt", 0 entries$/,
+	qr/mtls: reloaded "\Q$d\E\/reload\.txt", 0 entries in \d+ ms$/,
 	'reload: live update after reload logged');
 is(get('/reload', 'alice', 8448), '200 allow',
 	'reload: live update after reload');

@@ -185,7 +185,7 @@ is(join(' ', sort map { $_->{path} } @{$status->{sources} // []}),
 my $src = Mtls::status_source($status, "$d/ca.crl");
 
 is(join(' ', sort keys %{$src // {}}),
-	'crls entries generation kind last_error last_error_at loaded_at optional path',
+	'crls entries generation kind last_error last_error_at load_ms loaded_at loading optional path',
 	'source fields');
 is($src && join(' ', map { json_value($src->{$_}) } qw/kind optional
 	generation entries last_error last_error_at/),

@@ -29,7 +29,7 @@ eval { require JSON::PP; };
 plan(skip_all => 'JSON::PP not installed') if $@;
 
 my $t = Test::Nginx->new()->has(qw/http http_ssl/)->has_daemon('openssl')
-	->plan(43);
+	->plan(45);
 
 my $conf = <<'EOF';
 
@@ -292,6 +292,10 @@ like($prom, qr/^mtls_source_entries\{path="\Q$d\E\/ca\.crl",kind="crl"\} 1$/m,
 	'prometheus: CRL entries');
 like($prom, qr/^mtls_source_entries\{path="\Q$d\E\/deny\.txt",kind="deny_list"\} 2$/m,
 	'prometheus: deny list entries');
+like($prom, qr/^mtls_source_loading\{path="\Q$d\E\/ca\.crl",kind="crl"\} 0$/m,
+	'prometheus: not loading');
+like($prom, qr/^mtls_source_load_duration_seconds\{path="\Q$d\E\/ca\.crl",kind="crl"\} [\d.]+$/m,
+	'prometheus: load duration');
 like($prom, qr/^mtls_crl_next_update_timestamp_seconds\{path="\Q$d\E\/ca\.crl",issuer="CN=Test CA,O=Example"\} $next$/m,
 	'prometheus: nextUpdate');
 

@@ -95,8 +95,35 @@ impl Merge for LocConf {
             };
         }
         self.policy.inherit(&prev.policy);
+        note_grace(&self.policy, self.crl_grace);
         Ok(())
     }
+}
+
+std::thread_local! {
+    /// The smallest `mtls_crl_grace` of any merged location using each
+    /// source, collected while the configuration is merged (in the one
+    /// thread that parses it) and read by [`init_revocation`].
+    static GRACES: core::cell::RefCell<Vec<(usize, time_t)>> =
+        const { core::cell::RefCell::new(Vec::new()) };
+}
+
+fn note_grace(policy: &Policy, grace: time_t) {
+    GRACES.with(|g| {
+        let mut g = g.borrow_mut();
+        for &i in policy.crls.as_deref().unwrap_or_default() {
+            match g.iter_mut().find(|(source, _)| *source == i) {
+                Some(entry) => entry.1 = entry.1.min(grace),
+                None => g.push((i, grace)),
+            }
+        }
+    });
+}
+
+/// Starts a configuration: forgets what a previous one (perhaps a failed
+/// one) collected.
+pub fn begin() {
+    GRACES.with(|g| g.borrow_mut().clear());
 }
 
 /// The revocation sources of the whole configuration and their loader.
@@ -588,10 +615,11 @@ pub unsafe fn init_revocation(cf: *mut ngx_conf_t) -> Result<(), ()> {
                 ca_files.push(path);
             }
         }
-        // The warning about stale CRLs uses the smallest grace in force.
-        let lcf = &*(*ctx.loc_conf.add(Module::module().ctx_index)).cast::<LocConf>();
-        for &i in lcf.policy.crls.as_deref().unwrap_or_default() {
-            mcf.sources[i].grace = mcf.sources[i].grace.min(lcf.crl_grace);
+    }
+    // The warning about stale CRLs uses the smallest grace in force.
+    for (i, grace) in GRACES.with(|g| std::mem::take(&mut *g.borrow_mut())) {
+        if let Some(source) = mcf.sources.get_mut(i) {
+            source.grace = source.grace.min(grace);
         }
     }
     for file in &ca_files {

@@ -54,6 +54,7 @@ mod module {
         }
 
         unsafe extern "C" fn preconfiguration(cf: *mut ngx_conf_t) -> ngx_int_t {
+            crate::conf::begin();
             crate::variables::add_variables(cf)
         }
 

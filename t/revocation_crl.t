@@ -28,7 +28,7 @@ select STDERR; $| = 1;
 select STDOUT; $| = 1;
 
 my $t = Test::Nginx->new()->has(qw/http http_ssl/)->has_daemon('openssl')
-	->plan(84);
+	->plan(89);
 
 my $tls = <<'EOF';
         ssl_certificate localhost.crt;
@@ -134,6 +134,38 @@ http {
 
         location /short {
             mtls_crl_grace 30m;
+            try_files /ok =404;
+        }
+    }
+
+    # past nextUpdate, within the server's grace; and a location whose
+    # smaller grace has run out, which the warning must reflect
+
+    server {
+        listen       127.0.0.1:%%PORT_8453%% ssl;
+        server_name  localhost;
+%%TLS%%
+        mtls_crl graced.crl;
+        mtls_crl_grace 1d;
+
+        location / {
+            try_files /ok =404;
+        }
+    }
+
+    server {
+        listen       127.0.0.1:%%PORT_8454%% ssl;
+        server_name  localhost;
+%%TLS%%
+        mtls_crl strict.crl;
+        mtls_crl_grace 1d;
+
+        location / {
+            try_files /ok =404;
+        }
+
+        location /strict {
+            mtls_crl_grace 0s;
             try_files /ok =404;
         }
     }
@@ -246,6 +278,9 @@ $pki->crl('ca-int.crl', ca => 'ca', revoke => [ 'int' ], number => 1);
 $pki->crl('stale.crl', ca => 'ca', revoke => [ 'bob' ], number => 1,
 	lastupdate => asn1_time($now - 2 * 86400),
 	nextupdate => asn1_time($now - 3600));
+$pki->crl($_, ca => 'ca', revoke => [ 'bob' ], number => 1,
+	lastupdate => asn1_time($now - 2 * 86400),
+	nextupdate => asn1_time($now - 3600)) for qw/graced.crl strict.crl/;
 $t->write_file('both.pem',
 	$t->read_file('ca.crl') . $t->read_file('int.crl'));
 $pki->crl('ca.der', ca => 'ca', revoke => [ 'bob' ], number => 1, der => 1);
@@ -315,6 +350,18 @@ is(get('/short', 'alice', 8446), '403 deny crl_stale',
 like(Mtls::wait_log($t, 0, qr/past its nextUpdate/),
 	qr/\[warn\] .*mtls: CRL in "\Q$d\E\/stale\.crl" is past its nextUpdate /,
 	'stale: warning');
+
+is(get('/', 'alice', 8453), '200 allow', 'stale: server grace');
+like(Mtls::wait_log($t, 0, qr/graced\.crl" is past/),
+	qr/\[warn\] .*"\Q$d\E\/graced\.crl" is past its nextUpdate .*, within "mtls_crl_grace", certificates of its issuer still pass/,
+	'stale: warning within grace');
+
+is(get('/', 'alice', 8454), '200 allow', 'stale: server grace, location');
+is(get('/strict', 'alice', 8454), '403 deny crl_stale',
+	'stale: location without grace');
+like(Mtls::wait_log($t, 0, qr/strict\.crl" is past/),
+	qr/"\Q$d\E\/strict\.crl" is past its nextUpdate .*, certificates of its issuer are denied/,
+	'stale: warning names the smaller grace of a location');
 
 # two CRLs in a PEM file; DER
 

@@ -112,6 +112,17 @@ pub fn read(source: &Source, cas: &[X509], in_force: Option<&Table<'_>>) -> Resu
     })
 }
 
+/// Returns the heap that parsing a large file left free to the system.
+/// OpenSSL and the parser allocate per entry; freed, that memory would stay
+/// in the process (and, in the master, in every worker it forks).
+pub fn release_memory() {
+    // SAFETY: malloc_trim only walks glibc's own arenas, under their locks,
+    // and may be called from any thread.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
 /// A log line left by the loader thread for worker 0's event loop.
 pub struct Message {
     pub error: bool,
@@ -189,6 +200,7 @@ impl Loader {
                 .map_err(|e| format!("cannot publish \"{}\": {e}", source.path.display()))
         });
         slot.set_loading(false);
+        release_memory();
         match published {
             Ok(ms) => {
                 self.say(

@@ -28,7 +28,7 @@ select STDERR; $| = 1;
 select STDOUT; $| = 1;
 
 my $t = Test::Nginx->new()->has(qw/http http_ssl/)->has_daemon('openssl')
-	->plan(14);
+	->plan(15);
 
 $t->write_file_expand('nginx.conf', <<'EOF');
 
@@ -151,9 +151,41 @@ is(outcome($bob->get('/')), '403 deny revoked',
 	'bob denied on his open connection');
 is(outcome($alice->get('/')), '200 allow', 'alice still allowed');
 
-like($t->read_file('error.log'),
+# parsing takes a few hundred megabytes for a moment; the loader gives them
+# back, and the table itself is in shared memory
+
+my %rss = map { $_ => rss_mb($_) } processes();
+note(join ', ', map { "pid $_: $rss{$_} MB" } sort keys %rss);
+is(scalar(grep { $_ > 100 } values %rss), 0,
+	'memory given back after loading');
+
+like(Mtls::wait_log($t, 0, qr/reloaded .*big\.crl", 1000001/),
 	qr/reloaded "\Q$path\E", 1000001 entries in \d+ ms/,
 	'reload logged with its duration');
+
+###############################################################################
+
+# the master and its workers
+
+sub processes {
+	my $master = Mtls::master_pid($t) // return ();
+	my @children;
+
+	for my $stat (glob '/proc/[0-9]*/stat') {
+		open my $fh, '<', $stat or next;
+		my ($pid, $ppid) = (<$fh> // '') =~ /^(\d+) \(.*\) \S+ (\d+)/ or next;
+		push @children, $pid if $ppid == $master;
+	}
+
+	return ($master, @children);
+}
+
+sub rss_mb {
+	my ($pid) = @_;
+	open my $fh, '<', "/proc/$pid/status" or return 0;
+	my ($kb) = join('', <$fh>) =~ /^VmRSS:\s+(\d+)/m;
+	return int(($kb // 0) / 1024);
+}
 
 ###############################################################################
 

@@ -24,7 +24,7 @@ select STDOUT; $| = 1;
 
 my $t = Test::Nginx->new()
 	->has(qw/http http_ssl proxy upstream_keepalive/)
-	->has_daemon('openssl')->plan(32);
+	->has_daemon('openssl')->plan(37);
 
 my $d = $t->testdir();
 my $pki = "$d/pki";
@@ -70,6 +70,8 @@ pki(qw/client sensor-0002 --o Example --ou sensors/);
 pki(qw/client gw-01 --o Example --ou gateways/,
 	'--san', 'dns:gw-01.gw.iot.example.com');
 pki(qw/client fleet-operator --o Example --ou operations/);
+pki(qw/client sensor-0003 --o Example --ou sensors/);
+pki(qw/client alice-laptop --cn alice --o Example/);
 
 pki(qw/revoke bob/);
 pki(qw/revoke sensor-0002/);
@@ -142,7 +144,7 @@ for my $name (sort keys %examples) {
 
 $t->run();
 
-# admin-panel: CN allowlist, revoked serials from deny-serials.conf, the
+# admin-panel: CN allowlist, revoked serials from deny-list.txt, the
 # application's own login passes through.
 
 like(get('admin-panel', '/', 'alice'), qr/ 200 .*cn=alice /s,
@@ -154,6 +156,14 @@ like(get('admin-panel', '/', 'alice', "X-Client-CN: mallory\r\n"
 is(status(get('admin-panel', '/', 'carol')), 403, 'admin: carol denied');
 is(status(get('admin-panel', '/', 'bob')), 403, 'admin: bob revoked');
 is(status(get('admin-panel', '/')), 400, 'admin: no certificate');
+
+is(status(get('admin-panel', '/', 'alice-laptop')), 200,
+	'admin: second certificate of alice');
+pki(qw/revoke alice-laptop/);
+is(eventually(403, 'admin-panel', '/', 'alice-laptop'), 403,
+	'admin: revoked without a reload');
+is(status(get('admin-panel', '/', 'alice')), 200,
+	'admin: alice\'s other certificate still allowed');
 
 # api-gateway: partners by DNS SAN, services by SPIFFE ID; identity headers.
 
@@ -186,12 +196,17 @@ is(status(get('service-mesh-spiffe', '/metrics', 'prometheus')), 200,
 is(status(get('service-mesh-spiffe', '/metrics', 'checkout')), 403,
 	'mesh: checkout may not read metrics');
 
-# iot-fleet: nginx's CRL, then a policy per location.
+# iot-fleet: the module's live CRL, then a policy per location.
 
 like(get('iot-fleet', '/telemetry/1', 'sensor-0001'),
 	qr/ 200 .* device=sensor-0001 /s, 'iot: sensor reports');
-is(status(get('iot-fleet', '/telemetry/1', 'sensor-0002')), 400,
-	'iot: revoked sensor refused by ssl_crl');
+is(status(get('iot-fleet', '/telemetry/1', 'sensor-0002')), 403,
+	'iot: revoked sensor refused');
+is(status(get('iot-fleet', '/telemetry/1', 'sensor-0003')), 200,
+	'iot: another sensor reports');
+pki(qw/revoke sensor-0003/);
+is(eventually(403, 'iot-fleet', '/telemetry/1', 'sensor-0003'), 403,
+	'iot: sensor revoked at the CA, new CRL applied without a reload');
 is(status(get('iot-fleet', '/firmware/1', 'sensor-0001')), 403,
 	'iot: sensor may not download firmware');
 is(status(get('iot-fleet', '/firmware/1', 'gw-01')), 200,
@@ -244,6 +259,19 @@ sub get {
 		. ($headers // '') . "\r\n",
 		SSL => 1, PeerAddr => '127.0.0.1:' . port($examples{$example}),
 		@cert);
+}
+
+# The status of a request repeated until it is $want, for at most 10 s:
+# what a revocation written to a file gives within mtls_reload_interval.
+sub eventually {
+	my ($want, @request) = @_;
+	my $got;
+	for (1 .. 100) {
+		$got = status(get(@request));
+		last if $got eq $want;
+		select undef, undef, undef, 0.1;
+	}
+	return $got;
 }
 
 sub status {

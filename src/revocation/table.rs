@@ -38,7 +38,7 @@
 //! cache line), whatever `n` is. Four entries per bucket rather than one
 //! make the index a sixteenth of the entries' size, small enough to stay
 //! cached: a look-up in a large table then misses the caches about once
-//! rather than twice (`tests::lookup_is_flat` measures it).
+//! rather than twice (`benches/lookup.rs` measures it).
 
 use std::collections::btree_map::{BTreeMap, Entry};
 use std::fmt;
@@ -618,7 +618,6 @@ fn array<const N: usize>(bytes: &[u8]) -> [u8; N] {
 
 #[cfg(test)]
 mod tests {
-    use std::path::Path;
 
     use super::*;
 
@@ -1017,177 +1016,5 @@ mod tests {
         for serial in 0x20..0x34 {
             let _ = table.is_revoked(&[2; 32], &[serial]);
         }
-    }
-
-    /// Look-up cost from 10 to 1,000,000 entries, and the cost of building
-    /// a 1,000,000-entry table and of loading a 1,000,000-entry CRL (made
-    /// once, kept under the target directory). A benchmark, so ignored:
-    /// `cargo test --release -- --ignored --nocapture lookup`
-    #[test]
-    #[ignore]
-    fn lookup_is_flat() {
-        use std::hint::black_box;
-        use std::time::{Duration, Instant};
-
-        const QUERIES: usize = 1 << 16;
-        const LOOKUPS: usize = 1_000_000;
-        const RUNS: usize = 5;
-        const BIG: usize = 1_000_000;
-        let time = |f: &mut dyn FnMut()| {
-            let start = Instant::now();
-            f();
-            start.elapsed()
-        };
-        let ns = |d: Duration| d.as_nanos() as f64;
-        let issuer: IssuerKey = [0x5a; 32];
-        let mut rng = Rng(0x853c_49e6_748f_ea9b);
-
-        println!("\nis_revoked: best of {RUNS} runs of {LOOKUPS} look-ups, {QUERIES} distinct 16-byte serials");
-        println!(
-            "{:>10} {:>12} {:>8} {:>8}",
-            "entries", "table bytes", "hit ns", "miss ns"
-        );
-        let mut rows = Vec::new();
-        for n in [10, 1_000, 100_000, BIG] {
-            let serials: Vec<[u8; 16]> = (0..n).map(|_| rng.serial()).collect();
-            let mut builder = TableBuilder::with_capacity(Kind::Crl, n);
-            for serial in &serials {
-                builder.add_revoked(&issuer, serial);
-            }
-            let bytes = builder.finish().unwrap();
-            let table = Table::new(&bytes).unwrap();
-            let hits: Vec<[u8; 16]> = (0..QUERIES)
-                .map(|_| serials[rng.next() as usize % n])
-                .collect();
-            let misses: Vec<[u8; 16]> = (0..QUERIES).map(|_| rng.serial()).collect();
-            // The best of RUNS runs: the machine may be busy with other work.
-            let cell = |queries: &[[u8; 16]]| {
-                let mut found = 0;
-                let best = (0..RUNS)
-                    .map(|_| {
-                        time(&mut || {
-                            for i in 0..LOOKUPS {
-                                let serial = black_box(&queries[i % QUERIES]);
-                                found += usize::from(black_box(&table).is_revoked(&issuer, serial));
-                            }
-                        })
-                    })
-                    .min()
-                    .unwrap();
-                (ns(best) / LOOKUPS as f64, found)
-            };
-            let ((hit, found), (miss, false_hits)) = (cell(&hits), cell(&misses));
-            assert_eq!((found, false_hits), (RUNS * LOOKUPS, 0));
-            println!("{n:>10} {:>12} {hit:>8.1} {miss:>8.1}", bytes.len());
-            rows.push((hit, miss));
-        }
-        let (small, big) = (rows[0], rows[rows.len() - 1]);
-        println!(
-            "ratio 1,000,000 / 10: hit {:.2}, miss {:.2}",
-            big.0 / small.0,
-            big.1 / small.1
-        );
-        let hashing = (0..RUNS)
-            .map(|_| {
-                time(&mut || {
-                    for i in 0..LOOKUPS as u64 {
-                        let serial = black_box(i.to_be_bytes());
-                        black_box(entry_key(TAG_CRL, &[&issuer, &serial]));
-                    }
-                })
-            })
-            .min()
-            .unwrap();
-        println!(
-            "of which SHA-256 of the key: {:.1} ns",
-            ns(hashing) / LOOKUPS as f64
-        );
-
-        let serials: Vec<[u8; 16]> = (0..BIG).map(|_| rng.serial()).collect();
-        let build = time(&mut || {
-            let mut builder = TableBuilder::with_capacity(Kind::Crl, BIG);
-            for serial in &serials {
-                builder.add_revoked(&issuer, serial);
-            }
-            black_box(builder.finish().unwrap());
-        });
-        println!(
-            "\nbuild and serialize {BIG} entries: {} ms",
-            build.as_millis()
-        );
-
-        let (path, ca) = big_crl(BIG, &mut rng);
-        let size = std::fs::metadata(&path).unwrap().len();
-        let mut loaded = None;
-        let cas = std::slice::from_ref(&ca);
-        let load = time(&mut || loaded = Some(super::super::crl::load(&path, cas).unwrap()));
-        let loaded = loaded.unwrap();
-        assert_eq!(loaded.crls[0].info.entries, BIG as u64);
-        println!(
-            "load a {BIG}-entry CRL ({} MB DER; verify, read, build): {} ms; peak RSS of the test process: {} MB",
-            size >> 20,
-            load.as_millis(),
-            peak_rss_mb()
-        );
-        let new = time(&mut || {
-            black_box(Table::new(black_box(&loaded.table)).unwrap());
-        });
-        let open = time(&mut || {
-            black_box(Table::open(black_box(&loaded.table)).unwrap());
-        });
-        println!(
-            "on its {} MB table: Table::new {:.0} us, Table::open {:.0} ns",
-            loaded.table.len() >> 20,
-            ns(new) / 1e3,
-            ns(open)
-        );
-    }
-
-    /// A CRL file with `n` entries and its CA, generated once and kept
-    /// under the target directory.
-    fn big_crl(n: usize, rng: &mut Rng) -> (std::path::PathBuf, openssl::x509::X509) {
-        use super::super::testca::{CrlSpec, TestCa};
-        use openssl::x509::X509;
-
-        let target = std::env::var_os("CARGO_TARGET_DIR").map_or_else(
-            || Path::new(env!("CARGO_MANIFEST_DIR")).join("target"),
-            Into::into,
-        );
-        let dir = target.join("revocation-bench");
-        let (crl, ca) = (
-            dir.join(format!("crl-{n}.der")),
-            dir.join(format!("ca-{n}.pem")),
-        );
-        let cached = std::fs::read(&ca)
-            .ok()
-            .and_then(|pem| X509::from_pem(&pem).ok())
-            .filter(|ca| super::super::crl::load(&crl, std::slice::from_ref(ca)).is_ok());
-        if let Some(cert) = cached {
-            return (crl, cert);
-        }
-        let start = std::time::Instant::now();
-        let test_ca = TestCa::new("Bench CA");
-        let der = test_ca.crl(&CrlSpec {
-            serials: (0..n).map(|_| rng.serial().to_vec()).collect(),
-            ..CrlSpec::default()
-        });
-        std::fs::create_dir_all(&dir).unwrap();
-        std::fs::write(&crl, der).unwrap();
-        std::fs::write(&ca, test_ca.cert.to_pem().unwrap()).unwrap();
-        println!(
-            "(made {} in {} ms)",
-            crl.display(),
-            start.elapsed().as_millis()
-        );
-        (crl, test_ca.cert)
-    }
-
-    fn peak_rss_mb() -> u64 {
-        let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-        status
-            .lines()
-            .find_map(|line| line.strip_prefix("VmHWM:"))
-            .and_then(|kb| kb.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-            .map_or(0, |kb| kb >> 10)
     }
 }

@@ -1,5 +1,5 @@
 //! A test CA that signs CRLs, for the unit tests and the look-up benchmark
-//! (`table::tests::lookup_is_flat`). The CRL's TBSCertList is encoded here,
+//! (`benches/lookup.rs`). The CRL's TBSCertList is encoded here,
 //! by hand, so that tests control every field, including ones OpenSSL's CRL
 //! builder would refuse; it is signed with ECDSA P-256.
 

@@ -288,7 +288,7 @@ pub static mut NGX_HTTP_MTLS_COMMANDS: [ngx_command_t; 16] = [
         set: Some(ngx_conf_set_msec_slot),
         conf: NGX_HTTP_MAIN_CONF_OFFSET,
         offset: core::mem::offset_of!(MainConf, reload_interval),
-        post: ptr::null_mut(),
+        post: ptr::addr_of!(RELOAD_INTERVAL_POST) as *mut c_void,
     },
     ngx_command_t {
         name: ngx_string!("mtls_status"),
@@ -319,6 +319,26 @@ static mut CRL_CHECK: [ngx_conf_enum_t; 3] = [
         value: 0,
     },
 ];
+
+/// `mtls_reload_interval` must be positive: with 0, worker 0's timer would
+/// expire again as soon as it is re-armed and never let the event loop run.
+static RELOAD_INTERVAL_POST: ngx_conf_post_t = ngx_conf_post_t {
+    post_handler: Some(check_reload_interval),
+};
+
+extern "C" fn check_reload_interval(
+    cf: *mut ngx_conf_t,
+    _post: *mut c_void,
+    data: *mut c_void,
+) -> *mut c_char {
+    // SAFETY: nginx's msec slot calls this with the value it has just
+    // stored, and with the directive's arguments still in `cf` (TAKE1).
+    let (interval, args) = unsafe { (*data.cast::<ngx_msec_t>(), args(cf)) };
+    if interval == 0 {
+        return invalid_value(cf, &args[0], &args[1], "must be at least 1ms");
+    }
+    NGX_CONF_OK
+}
 
 /// The directive's arguments, name first.
 ///

@@ -62,8 +62,8 @@ http {
         ssl_verify_client optional_no_ca;
 
         # OpenSSL 3.0 cannot put a client certificate of more than 64 KB
-        # in a TLSv1.3 stateless session ticket: with tickets on, such a
-        # handshake fails ("construct_stateless_ticket:internal error")
+        # in a session ticket: with tickets on (nginx's default), such a
+        # handshake fails with "[crit] ... internal error"
         ssl_session_tickets off;
 
         location /any {

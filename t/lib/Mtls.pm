@@ -1220,4 +1220,67 @@ sub master_pid {
 
 ###############################################################################
 
+# Helpers for the compatibility tests (t/compat_*.t): TLS session
+# resumption, as in nginx's ssl_session_reuse.t.
+
+package Mtls;
+
+# a TLS client context with a session cache for certificate prefix $cert
+# (or none, with undef); $version e.g. 'TLSv1_2'
+
+sub client_ctx {
+	my ($cert, $version) = @_;
+
+	require IO::Socket::SSL;
+
+	my %cert = cert_opts($cert);
+
+	return IO::Socket::SSL::SSL_Context->new(
+		SSL_verify_mode => IO::Socket::SSL::SSL_VERIFY_NONE(),
+		SSL_session_cache_size => 10,
+		%cert,
+		$version ? (SSL_version => $version) : (),
+	);
+}
+
+# one HTTP/1.0 request on a new connection made with the context, so that
+# its cached session is offered; returns the raw response or undef
+
+sub resumed_get {
+	my ($port, $ctx, $uri) = @_;
+
+	my $r;
+
+	eval {
+		local $SIG{ALRM} = sub { die "timeout\n" };
+		local $SIG{PIPE} = sub { die "sigpipe\n" };
+		alarm(10);
+
+		my $s = IO::Socket::SSL->new(
+			PeerAddr => "127.0.0.1:$port",
+			SSL_reuse_ctx => $ctx,
+			SSL_hostname => 'localhost',
+			Timeout => 8,
+		) or die "connect: $! $IO::Socket::SSL::SSL_ERROR\n";
+
+		$s->print("GET $uri HTTP/1.0" . CRLF() . 'Host: localhost' . CRLF()
+			. CRLF());
+
+		my $buf = '';
+		while ($s->sysread(my $chunk, 16384)) {
+			$buf .= $chunk;
+		}
+
+		$s->close();
+		alarm(0);
+		$r = $buf;
+	};
+	alarm(0);
+
+	warn "# resumed_get $uri: $@" if $@;
+	return $r;
+}
+
+###############################################################################
+
 1;

@@ -1,11 +1,12 @@
 //! Worker-side lifecycle of live revocation: every worker maps the tables
 //! when it starts; worker 0 also runs the loader thread and a timer on its
 //! event loop that writes the thread's log lines and the CRL staleness
-//! warnings, once per `mtls_reload_interval`.
+//! warnings, once per `mtls_reload_interval` (the warnings at most once a
+//! second, so that a short interval does not flood the error log).
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use ngx::ffi::*;
 
@@ -16,7 +17,12 @@ use crate::loader::Loader;
 /// process.
 struct Running {
     loader: Arc<Loader>,
+    /// When staleness warnings were last logged.
+    warned_at: Option<Instant>,
 }
+
+/// The shortest time between two rounds of staleness warnings.
+const WARN_EVERY: Duration = Duration::from_secs(1);
 
 static RUNNING: Mutex<Option<Running>> = Mutex::new(None);
 
@@ -69,7 +75,10 @@ pub unsafe fn start(cycle: *mut ngx_cycle_t, mcf: &MainConf) {
     (*event).set_cancelable(1);
     ngx_add_timer(event, mcf.reload_interval);
     if let Ok(mut running) = RUNNING.lock() {
-        *running = Some(Running { loader });
+        *running = Some(Running {
+            loader,
+            warned_at: None,
+        });
     }
 }
 
@@ -86,10 +95,10 @@ pub fn stop() {
 
 extern "C" fn on_timer(ev: *mut ngx_event_t) {
     let _ = std::panic::catch_unwind(|| {
-        let Ok(running) = RUNNING.lock() else {
+        let Ok(mut running) = RUNNING.lock() else {
             return;
         };
-        let Some(r) = running.as_ref() else {
+        let Some(r) = running.as_mut() else {
             return;
         };
         // SAFETY: the event belongs to this worker; its log is the cycle's.
@@ -98,8 +107,14 @@ extern "C" fn on_timer(ev: *mut ngx_event_t) {
             let level = if m.error { NGX_LOG_ERR } else { NGX_LOG_NOTICE };
             ngx::ngx_log_error!(level, log, "mtls: {}", m.text);
         }
-        for warning in r.loader.staleness() {
-            ngx::ngx_log_error!(NGX_LOG_WARN, log, "mtls: {warning}");
+        if r.warned_at.map_or(true, |at| at.elapsed() >= WARN_EVERY) {
+            let warnings = r.loader.staleness();
+            if !warnings.is_empty() {
+                r.warned_at = Some(Instant::now());
+            }
+            for warning in warnings {
+                ngx::ngx_log_error!(NGX_LOG_WARN, log, "mtls: {warning}");
+            }
         }
         // SAFETY: reading nginx's process flags on its own thread.
         if unsafe { ngx_exiting == 0 && ngx_quit == 0 && ngx_terminate == 0 } {

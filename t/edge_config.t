@@ -24,7 +24,7 @@ select STDERR; $| = 1;
 select STDOUT; $| = 1;
 
 my $t = Test::Nginx->new()->has(qw/http http_ssl/)->has_daemon('openssl')
-	->plan(57);
+	->plan(59);
 
 my $d = $t->testdir();
 my $pki = Mtls::PKI->new($d);
@@ -340,6 +340,21 @@ is(get('/deny_list', 'alice'), '200 allow', 'deny list: other');
 is(get('/', 'alice', 8444), '403 deny crl_stale', 'stale CRL: no grace');
 is(get('/max', 'alice', 8444), '200 allow', 'stale CRL: maximum grace');
 is(get('/years', 'alice', 8444), '200 allow', 'stale CRL: 10000y grace');
+
+# the warning about the stale CRL: with a 1ms interval, at most once a
+# second (it was logged some 600 times a second)
+
+my @stale = Mtls::wait_for(sub {
+	my @w = $t->read_file('error.log')
+		=~ /^(\S+ \S+) \[warn\] .*stale\.crl" is past its nextUpdate/mg;
+	return @w >= 2 ? [ @w ] : undef;
+});
+my %second;
+$second{$_}++ for @{$stale[0] // []};
+
+ok(@{$stale[0] // []} >= 2, 'stale CRL: warnings logged');
+is(join(' ', grep { $second{$_} > 1 } sort keys %second), '',
+	'stale CRL: at most one warning a second');
 
 # nginx with a 1ms interval stops when asked
 

@@ -27,7 +27,7 @@ select STDERR; $| = 1;
 select STDOUT; $| = 1;
 
 my $t = Test::Nginx->new()->has(qw/http http_ssl/)->has_daemon('openssl')
-	->plan(61);
+	->plan(72);
 
 $t->write_file_expand('nginx.conf', <<'EOF');
 
@@ -50,6 +50,8 @@ http {
     add_header X-Ngx-DN $ssl_client_s_dn always;
     add_header X-Verify $ssl_client_verify always;
     add_header X-SAN-DNS $mtls_san_dns always;
+    add_header X-Serial $mtls_serial always;
+    add_header X-Ngx-Serial $ssl_client_serial always;
 
     ssl_certificate localhost.crt;
     ssl_certificate_key localhost.key;
@@ -98,6 +100,27 @@ http {
 
         location /alice {
             mtls_allow_cn alice;
+            try_files /ok =404;
+        }
+
+        location /num {
+            mtls_allow_cn 123;
+            try_files /ok =404;
+        }
+
+        location /mv2 {
+            mtls_allow_dn "CN=ab+OU=cd,O=Example";
+            try_files /ok =404;
+        }
+
+        location /empty {
+            mtls_allow_san dns:e.example;
+            try_files /ok =404;
+        }
+
+        location /neg {
+            mtls_deny_serial 8001;
+            mtls on;
             try_files /ok =404;
         }
 
@@ -267,6 +290,29 @@ $pki->leaf('mv', ca => 'ca', subj => '/O=Example/CN=alice+UID=42+OU=ops');
 $pki->leaf('mv_cn', ca => 'ca', subj => '/O=Example/CN=alice+CN=bob');
 $pki->leaf('mv_one', ca => 'ca', subj => '/O=Example+CN=alice');
 
+# a NumericString, not canonicalized by OpenSSL
+$pki->patch('num', from => 'pre_teletex',
+	replace => [ "\x0c\x03QQQ" => "\x12\x03123" ]);
+
+# a multi-valued RDN whose SET OF is not in DER order (OpenSSL takes it)
+
+$pki->leaf('pre_mv2', ca => 'ca', subj => '/O=Example/CN=ab+OU=cd');
+{
+	my $cn = "\x30\x09\x06\x03\x55\x04\x03\x0c\x02ab";
+	my $ou = "\x30\x09\x06\x03\x55\x04\x0b\x0c\x02cd";
+	$pki->patch('mv2', from => 'pre_mv2',
+		replace => [ $cn . $ou => $ou . $cn ]);
+}
+
+# an empty subject, the name in a critical SAN (RFC 5280 4.1.2.6)
+$pki->leaf('empty', ca => 'ca', subj => '/', san => 'critical,DNS:e.example');
+
+# a negative serial (RFC 5280 forbids them, OpenSSL takes them)
+$pki->leaf('pre_neg', ca => 'ca', subj => '/O=Example/CN=neg',
+	serial => '0x7A01');
+$pki->patch('neg', from => 'pre_neg',
+	replace => [ "\x02\x02\x7a\x01" => "\x02\x02\x80\x01" ]);
+
 # a subject of ~64 KB: 1,000 OUs of 60 characters; and one of ~128 KB, more
 # than OpenSSL accepts in a handshake by default (100 KB)
 
@@ -312,7 +358,7 @@ $t->run();
 
 ###############################################################################
 
-my $r;
+my ($r, $mark);
 
 # BMPString, UniversalString and TeletexString decode to the same name as a
 # UTF8String: a UTF-8 rule matches, and the variables print it as nginx
@@ -372,6 +418,34 @@ is(outcome($r), '200 allow', 'O+CN in the only RDN: cn rule');
 is(header($r, 'X-Subject'), header($r, 'X-Ngx-DN'),
 	'O+CN in the only RDN: $mtls_subject');
 
+is(get_outcome('/num', 'num'), '200 allow', 'NumericString: cn rule');
+
+# a SET OF in another order is the same RDN; $mtls_subject prints it in DER
+# order, where nginx keeps the certificate's order
+
+$r = get('/mv2', 'mv2');
+is(outcome($r), '200 allow', 'unsorted multi-valued RDN: dn rule');
+is(header($r, 'X-Subject'), 'OU=cd+CN=ab,O=Example',
+	'unsorted multi-valued RDN: $mtls_subject in DER order');
+is(header($r, 'X-Ngx-DN'), 'CN=ab+OU=cd,O=Example',
+	'unsorted multi-valued RDN: $ssl_client_s_dn as encoded');
+
+# an empty subject: no DN, no CN, the SAN decides
+
+$r = get('/empty', 'empty');
+is(outcome($r), '200 allow', 'empty subject: san rule');
+is(header($r, 'X-Subject') . '|' . header($r, 'X-CN') . '|'
+	. header($r, 'X-Ngx-DN'), '||', 'empty subject: variables');
+is(get_outcome('/alice', 'empty'), '403 deny not_allowed',
+	'empty subject: cn rule');
+
+# a negative serial is shown, and denied, by its DER content octets
+
+$r = get('/neg', 'neg');
+is(outcome($r), '403 deny serial_denied', 'negative serial: denied');
+is(header($r, 'X-Serial') . ' ' . header($r, 'X-Ngx-Serial'), '8001 -7FFF',
+	'negative serial: $mtls_serial, $ssl_client_serial');
+
 # a subject of 64 KB works, variables included
 
 my $big_der = length Mtls::cert_der("$d/big.crt");
@@ -384,13 +458,18 @@ is(header($r, 'X-Subject'), header($r, 'X-Ngx-DN'),
 	'big: $mtls_subject as $ssl_client_s_dn');
 is(scalar(() = header($r, 'X-Subject') =~ /OU=/g), 1000, 'big: 1000 OUs');
 
+$mark = Mtls::log_mark($t);
+is(get_outcome('/alice', 'big'), '403 deny not_allowed', 'big: denied');
+like(Mtls::wait_log($t, $mark, qr/access forbidden by mtls/),
+	qr/not_allowed, subject: "CN=big,OU=/, 'big: denial logged');
+
 # one of 128 KB is refused in the handshake by OpenSSL's limit on the
 # certificate message, before nginx or the module see it
 
 my $huge_der = length Mtls::cert_der("$d/huge.crt");
 cmp_ok($huge_der, '>', 102400, "huge: certificate of $huge_der bytes");
 
-my $mark = Mtls::log_mark($t);
+$mark = Mtls::log_mark($t);
 is(get_outcome('/big', 'huge'), 'no response', 'huge: refused');
 like(Mtls::wait_log($t, $mark, qr/excessive message size/), qr/\[info\]/,
 	'huge: excessive message size');

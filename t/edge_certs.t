@@ -27,7 +27,7 @@ select STDERR; $| = 1;
 select STDOUT; $| = 1;
 
 my $t = Test::Nginx->new()->has(qw/http http_ssl/)->has_daemon('openssl')
-	->plan(72);
+	->plan(73);
 
 $t->write_file_expand('nginx.conf', <<'EOF');
 
@@ -52,6 +52,7 @@ http {
     add_header X-SAN-DNS $mtls_san_dns always;
     add_header X-Serial $mtls_serial always;
     add_header X-Ngx-Serial $ssl_client_serial always;
+    add_header X-Reused $ssl_session_reused always;
 
     ssl_certificate localhost.crt;
     ssl_certificate_key localhost.key;
@@ -505,6 +506,17 @@ is(get_outcome('/', 'deep', 8447), '403 deny revoked',
 	'deep: intermediate revoked in the middle');
 is(get_outcome('/leaf', 'deep', 8447), '200 allow',
 	'deep: intermediate revoked, leaf check only');
+# a resumed session keeps no chain: it is rebuilt from the configured CAs
+
+{
+	my $ctx = Mtls::client_ctx("$d/deep");
+	my $full = Mtls::resumed_get(port(8447), $ctx, '/');
+	my $again = Mtls::resumed_get(port(8447), $ctx, '/');
+
+	is(outcome($again) . ' ' . header($again, 'X-Reused'),
+		'403 deny revoked r', 'deep: resumed session, still revoked');
+}
+
 is(get_outcome('/', 'deep', 8448), '403 deny crl_missing',
 	'deep: a CRL missing in the middle');
 is(get_outcome('/leaf', 'deep', 8448), '200 allow',

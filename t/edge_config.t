@@ -24,7 +24,7 @@ select STDERR; $| = 1;
 select STDOUT; $| = 1;
 
 my $t = Test::Nginx->new()->has(qw/http http_ssl/)->has_daemon('openssl')
-	->plan(59);
+	->plan(63);
 
 my $d = $t->testdir();
 my $pki = Mtls::PKI->new($d);
@@ -152,6 +152,9 @@ http {
             try_files /ok =404;
         }
 
+        # 1,000 deny lists, one source each
+        __DENY_LISTS__
+
         location /status0599 {
             mtls_allow_cn nobody;
             mtls_deny_status 0599;
@@ -191,8 +194,16 @@ http {
 EOF
 
 my $long = 'l' x 4000;
+my $lists = join "\n        ", map {
+	"location /dl$_ { mtls_deny_list dl$_.txt; try_files /ok =404; }"
+} 1 .. 1000;
+
 my $conf = $t->read_file('nginx.conf');
 $conf =~ s/__LONG__/$long/;
+$conf =~ s/__DENY_LISTS__/$lists/;
+
+$t->write_file("dl$_.txt", "# nothing\n") for 1 .. 999;
+$t->write_file('dl1000.txt', serial_hex("$d/alice.crt") . "\n");
 $t->write_file('nginx.conf', $conf);
 
 $t->write_file('ok', "ok\n");
@@ -333,6 +344,17 @@ Mtls::write_atomic("$d/deny.txt", serial_hex("$d/bob.crt") . "\n");
 ok(Mtls::wait_for(sub { get('/deny_list', 'bob') eq '403 deny revoked' }),
 	'deny list: reloaded');
 is(get('/deny_list', 'alice'), '200 allow', 'deny list: other');
+
+# 1,000 sources: each its own
+
+is(get('/dl1', 'alice'), '200 allow', '1,000 deny lists: first');
+is(get('/dl1000', 'alice'), '403 deny revoked', '1,000 deny lists: last');
+
+Mtls::write_atomic("$d/dl500.txt", serial_hex("$d/alice.crt") . "\n");
+
+ok(Mtls::wait_for(sub { get('/dl500', 'alice') eq '403 deny revoked' }),
+	'1,000 deny lists: one reloaded');
+is(get('/dl501', 'alice'), '200 allow', '1,000 deny lists: its neighbour');
 
 # a stale CRL: denied without grace, passes with the largest grace (no
 # overflow when it is added to nextUpdate)

@@ -24,7 +24,7 @@ select STDERR; $| = 1;
 select STDOUT; $| = 1;
 
 my $t = Test::Nginx->new()->has(qw/http http_ssl/)->has_daemon('openssl')
-	->plan(63);
+	->plan(67);
 
 my $d = $t->testdir();
 my $pki = Mtls::PKI->new($d);
@@ -154,6 +154,18 @@ http {
 
         # 1,000 deny lists, one source each
         __DENY_LISTS__
+
+        location /status444 {
+            mtls_allow_cn nobody;
+            mtls_deny_status 444;
+            try_files /ok =404;
+        }
+
+        location /status496 {
+            mtls_allow_cn nobody;
+            mtls_deny_status 496;
+            try_files /ok =404;
+        }
 
         location /status0599 {
             mtls_allow_cn nobody;
@@ -334,6 +346,19 @@ is(get('/long', 'cn64'), '403 deny not_allowed', '4,000-character rule');
 # a leading zero in the deny status
 
 is(get('/status0599', 'alice'), '599 deny not_allowed', 'deny status 0599');
+
+# nginx's own codes: 444 closes the connection, 496 is nginx's 400 page for
+# a missing certificate
+
+my $mark = Mtls::log_mark($t);
+is(get('/status444', 'alice'), 'no response', 'deny status 444');
+ok(Mtls::wait_log($t, $mark, qr/access forbidden by mtls: not_allowed/),
+	'deny status 444: logged');
+
+my $r = https_get(port(8443), '/status496', "$d/alice");
+is(outcome($r), '400 deny not_allowed', 'deny status 496');
+like($r // '', qr/No required SSL certificate was sent/,
+	'deny status 496: nginx\'s page');
 
 # the deny list is picked up with a 1ms interval, and requests go on
 

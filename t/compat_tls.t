@@ -37,7 +37,7 @@ plan(skip_all => 'TEST_NGINX_GLOBALS does not load the module')
 	if $without eq $globals;
 
 my $t = Test::Nginx->new()->has(qw/http http_ssl socket_ssl_reused/)
-	->has_daemon('openssl')->plan(53);
+	->has_daemon('openssl')->plan(54);
 
 my $d = $t->testdir();
 my $pki = Mtls::PKI->new($d);
@@ -329,6 +329,11 @@ for my $cert (qw/alice eve/) {
 		join("\n", map { header($a, $_) } @vars),
 		"C: \$ssl_client_* as without the module, $cert");
 }
+
+# loaded but unused, the module says nothing
+
+is(join("\n", $B->read_file('error.log') =~ /^(.*mtls.*)$/mgi), '',
+	'B: nothing logged by the module');
 
 # nothing went wrong in A and B either (C is checked at the end)
 

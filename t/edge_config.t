@@ -12,6 +12,8 @@ use strict;
 
 use Test::More;
 
+use Encode ();
+
 BEGIN { use FindBin; chdir($FindBin::Bin); }
 
 use lib 'lib';
@@ -24,7 +26,7 @@ select STDERR; $| = 1;
 select STDOUT; $| = 1;
 
 my $t = Test::Nginx->new()->has(qw/http http_ssl/)->has_daemon('openssl')
-	->plan(67);
+	->plan(69);
 
 my $d = $t->testdir();
 my $pki = Mtls::PKI->new($d);
@@ -167,10 +169,24 @@ http {
             try_files /ok =404;
         }
 
+        # an odd file name: quotes, a backslash, a newline, UTF-8
+        location /odd {
+            mtls_deny_list "odd \"q\" \\ \n é.txt";
+        }
+
         location /status0599 {
             mtls_allow_cn nobody;
             mtls_deny_status 0599;
             try_files /ok =404;
+        }
+    }
+
+    server {
+        listen       127.0.0.1:%%PORT_8080%%;
+        server_name  localhost;
+
+        location /status {
+            mtls_status;
         }
     }
 
@@ -215,6 +231,7 @@ $conf =~ s/__LONG__/$long/;
 $conf =~ s/__DENY_LISTS__/$lists/;
 
 $t->write_file("dl$_.txt", "# nothing\n") for 1 .. 999;
+$t->write_file("odd \"q\" \\ \n \xc3\xa9.txt", "# nothing\n");
 $t->write_file('dl1000.txt', serial_hex("$d/alice.crt") . "\n");
 $t->write_file('nginx.conf', $conf);
 
@@ -380,6 +397,22 @@ Mtls::write_atomic("$d/dl500.txt", serial_hex("$d/alice.crt") . "\n");
 ok(Mtls::wait_for(sub { get('/dl500', 'alice') eq '403 deny revoked' }),
 	'1,000 deny lists: one reloaded');
 is(get('/dl501', 'alice'), '200 allow', '1,000 deny lists: its neighbour');
+
+# the odd file name in the status page, JSON and Prometheus
+
+{
+	my $odd = "$d/odd \"q\" \\ \n \xc3\xa9.txt";
+	my $status = Mtls::mtls_status(port(8080));
+	my $source = Mtls::status_source($status, Encode::decode('UTF-8', $odd));
+
+	is($source && $source->{entries}, 0, 'odd file name: in JSON');
+
+	my $prom = Mtls::mtls_status(port(8080), raw => 1,
+		uri => '/status?format=prometheus') // '';
+	(my $label = $odd) =~ s/([\\"])/\\$1/g;
+	$label =~ s/\n/\\n/g;
+	ok(index($prom, "path=\"$label\"") >= 0, 'odd file name: Prometheus label');
+}
 
 # a stale CRL: denied without grace, passes with the largest grace (no
 # overflow when it is added to nextUpdate)

@@ -154,7 +154,8 @@ http {
             try_files /ok =404;
         }
 
-        # 1,000 deny lists, one source each
+        # 100 deny lists, one source each (checked every 1ms, 1,000 files
+        # keep the loader thread a quarter of a core busy)
         __DENY_LISTS__
 
         location /status444 {
@@ -224,15 +225,15 @@ EOF
 my $long = 'l' x 4000;
 my $lists = join "\n        ", map {
 	"location /dl$_ { mtls_deny_list dl$_.txt; try_files /ok =404; }"
-} 1 .. 1000;
+} 1 .. 100;
 
 my $conf = $t->read_file('nginx.conf');
 $conf =~ s/__LONG__/$long/;
 $conf =~ s/__DENY_LISTS__/$lists/;
 
-$t->write_file("dl$_.txt", "# nothing\n") for 1 .. 999;
+$t->write_file("dl$_.txt", "# nothing\n") for 1 .. 99;
 $t->write_file("odd \"q\" \\ \n \xc3\xa9.txt", "# nothing\n");
-$t->write_file('dl1000.txt', serial_hex("$d/alice.crt") . "\n");
+$t->write_file('dl100.txt', serial_hex("$d/alice.crt") . "\n");
 $t->write_file('nginx.conf', $conf);
 
 $t->write_file('ok', "ok\n");
@@ -387,16 +388,16 @@ ok(Mtls::wait_for(sub { get('/deny_list', 'bob') eq '403 deny revoked' }),
 	'deny list: reloaded');
 is(get('/deny_list', 'alice'), '200 allow', 'deny list: other');
 
-# 1,000 sources: each its own
+# 100 sources: each its own
 
-is(get('/dl1', 'alice'), '200 allow', '1,000 deny lists: first');
-is(get('/dl1000', 'alice'), '403 deny revoked', '1,000 deny lists: last');
+is(get('/dl1', 'alice'), '200 allow', '100 deny lists: first');
+is(get('/dl100', 'alice'), '403 deny revoked', '100 deny lists: last');
 
-Mtls::write_atomic("$d/dl500.txt", serial_hex("$d/alice.crt") . "\n");
+Mtls::write_atomic("$d/dl50.txt", serial_hex("$d/alice.crt") . "\n");
 
-ok(Mtls::wait_for(sub { get('/dl500', 'alice') eq '403 deny revoked' }),
-	'1,000 deny lists: one reloaded');
-is(get('/dl501', 'alice'), '200 allow', '1,000 deny lists: its neighbour');
+ok(Mtls::wait_for(sub { get('/dl50', 'alice') eq '403 deny revoked' }),
+	'100 deny lists: one reloaded');
+is(get('/dl51', 'alice'), '200 allow', '100 deny lists: its neighbour');
 
 # the odd file name in the status page, JSON and Prometheus
 

@@ -1,10 +1,11 @@
 #!/usr/bin/perl
 
 # Tests for the mtls module: client certificates at the edges.  Subjects in
-# BMPString, UniversalString and TeletexString, multi-valued RDNs, a subject
-# of tens of kilobytes, 5,000 SANs, a chain of 8 intermediates with a CRL
-# for every level; and one certificate too big for the handshake.  Each
-# either works as documented or is refused, and nginx stays up.
+# BMPString, UniversalString, TeletexString and NumericString, multi-valued
+# RDNs (one out of DER order), an empty subject, a negative serial, a
+# subject of 64 KB, 5,000 SANs, a chain of 8 intermediates with a CRL for
+# every level; and one certificate too big for the handshake.  Each either
+# works as documented or is refused, and nginx stays up.
 
 ###############################################################################
 

@@ -660,11 +660,32 @@ pub unsafe fn init_revocation(cf: *mut ngx_conf_t) -> Result<(), ()> {
         }
     }
 
+    // On `nginx -s reload`, the tables in force are those of the running
+    // configuration: a CRL older than its own is refused here as the loader
+    // refuses it, or a reload would replay an old CRL.
+    let running = running_conf(cf).and_then(|old| Some((old, old.shared.as_ref()?)));
     let mut tables = Vec::with_capacity(mcf.sources.len());
     mcf.loaded.clear();
     for source in &mcf.sources {
         let id = FileId::of(source).ok();
-        match crate::loader::read(source, &mcf.cas, None) {
+        let in_force = running.and_then(|(old, shared)| {
+            let i = old
+                .sources
+                .iter()
+                .position(|s| s.path == source.path && s.kind == source.kind)?;
+            Some((i, shared))
+        });
+        let read = match in_force {
+            Some((i, shared)) => {
+                let read =
+                    shared.with_table(i, |t| crate::loader::read(source, &mcf.cas, t.as_ref()));
+                // The master maps tables only for this check.
+                shared.unmap_all();
+                read
+            }
+            None => crate::loader::read(source, &mcf.cas, None),
+        };
+        match read {
             Ok(loaded) => {
                 tables.push(Some(loaded));
                 mcf.loaded.push(id);
@@ -688,6 +709,32 @@ pub unsafe fn init_revocation(cf: *mut ngx_conf_t) -> Result<(), ()> {
     crate::loader::release_memory();
     mcf.pending = tables;
     Ok(())
+}
+
+/// The configuration that `nginx -s reload` replaces, if this module was
+/// loaded in it.
+///
+/// # Safety
+/// `cf` must be a configuration being read by nginx.
+unsafe fn running_conf(cf: *mut ngx_conf_t) -> Option<&'static MainConf> {
+    let old = (*(*cf).cycle).old_cycle;
+    // At start, the old cycle is nginx's bootstrap cycle, without
+    // configuration contexts.
+    if old.is_null() || (*old).conf_ctx.is_null() || (*old).modules.is_null() {
+        return None;
+    }
+    // Our ctx_index indexes the old cycle's contexts only if the module was
+    // loaded there: nginx keeps a module's index across reloads, and gives
+    // a new module one that no old module used.
+    let ours: *const ngx_module_t = Module::module();
+    let mut m = (*old).modules;
+    while !(*m).is_null() && (*m).cast_const() != ours {
+        m = m.add(1);
+    }
+    if (*m).is_null() {
+        return None;
+    }
+    Module::main_conf(&*old)
 }
 
 /// Publishes the tables read by [`init_revocation`] in shared memory for

@@ -1,0 +1,168 @@
+#!/usr/bin/perl
+
+# Tests for the mtls module: "nginx -s reload" and CRL numbers.  A CRL
+# older than the one in force is refused by a reload as the live loader
+# refuses it (found by scripts/soak: a reload with a replayed CRL in place
+# un-revoked a certificate); the same CRL and a newer one are accepted.
+
+###############################################################################
+
+use warnings;
+use strict;
+
+use Test::More;
+
+BEGIN { use FindBin; chdir($FindBin::Bin); }
+
+use lib 'lib';
+use Test::Nginx;
+use Mtls;
+
+###############################################################################
+
+select STDERR; $| = 1;
+select STDOUT; $| = 1;
+
+my $t = Test::Nginx->new()->has(qw/http http_ssl/)->has_daemon('openssl')
+	->plan(12);
+
+$t->write_file_expand('nginx.conf', <<'EOF');
+
+%%TEST_GLOBALS%%
+
+daemon off;
+
+events {
+}
+
+http {
+    %%TEST_GLOBALS_HTTP%%
+
+    root %%TESTDIR%%;
+
+    mtls_reload_interval 200ms;
+
+    add_header X-Decision $mtls_decision always;
+    add_header X-Reason $mtls_reason always;
+
+    server {
+        listen       127.0.0.1:%%PORT_8443%% ssl;
+        server_name  localhost;
+
+        ssl_certificate localhost.crt;
+        ssl_certificate_key localhost.key;
+        ssl_client_certificate ca.crt;
+        ssl_verify_client on;
+
+        mtls_crl ca.crl;
+
+        location / {
+            try_files /ok =404;
+        }
+    }
+}
+
+EOF
+
+my $d = $t->testdir();
+my $pki = Mtls::PKI->new($d);
+
+$pki->ca('ca', subj => '/O=Example/CN=Test CA');
+$pki->leaf('localhost', ca => 'ca', subj => '/CN=localhost',
+	san => 'DNS:localhost', eku => 'serverAuth');
+$pki->leaf('alice', ca => 'ca', subj => '/O=Example/CN=alice');
+$pki->leaf('bob', ca => 'ca', subj => '/O=Example/CN=bob');
+
+$t->write_file('ok', "ok\n");
+
+$pki->crl('ca.crl', ca => 'ca', number => 1);
+
+$t->run();
+
+###############################################################################
+
+is(get('bob'), '200 allow', 'not revoked');
+
+update(revoke => [ 'bob' ], number => 3);
+
+is(get('bob'), '403 deny revoked', 'revoked by CRL 3');
+
+# the older CRL is refused by the loader, then by a reload
+
+my $mark = Mtls::log_mark($t);
+update(number => 2);
+
+like(Mtls::wait_log($t, $mark, qr/ca\.crl/), qr/older than the one in force/,
+	'loader: older CRL refused');
+is(get('bob'), '403 deny revoked', 'loader: still revoked');
+
+my @workers = workers();
+
+$mark = Mtls::log_mark($t);
+$t->reload();
+
+like(Mtls::wait_log($t, $mark, qr/\[emerg\]/),
+	qr/\[emerg\] .*mtls: CRL #1 in "\Q$d\E\/ca\.crl" \("CN=Test CA,O=Example"\) is older than the one in force \(CRL number 2, in force 3\)$/,
+	'reload: older CRL refused');
+is(join(' ', sort(workers())), join(' ', sort @workers),
+	'reload: old workers go on');
+is(get('bob'), '403 deny revoked', 'reload: still revoked');
+is(get('alice'), '200 allow', 'reload: other certificate');
+
+# the CRL in force, then a newer one, are accepted by a reload
+
+update(revoke => [ 'bob' ], number => 3);
+$t->reload();
+
+isnt(join(' ', sort(workers())), join(' ', sort @workers),
+	'reload: same CRL accepted');
+is(get('bob'), '403 deny revoked', 'reload: same CRL, revoked');
+
+@workers = workers();
+$pki->crl('next.crl', ca => 'ca', number => 4);
+Mtls::write_atomic("$d/ca.crl", $t->read_file('next.crl'));
+$t->reload();
+
+isnt(join(' ', sort(workers())), join(' ', sort @workers),
+	'reload: newer CRL accepted');
+is(get('bob'), '200 allow', 'reload: newer CRL, not revoked');
+
+###############################################################################
+
+sub get {
+	my ($cert) = @_;
+	return outcome(https_get(port(8443), '/', "$d/$cert"));
+}
+
+# a CRL written atomically over ca.crl
+
+sub update {
+	my (%o) = @_;
+
+	my $mark = Mtls::log_mark($t);
+	$pki->crl('next.crl', ca => 'ca', %o);
+	Mtls::write_atomic("$d/ca.crl", $t->read_file('next.crl'));
+	Mtls::wait_log($t, $mark, qr/mtls: .*ca\.crl/);
+}
+
+# the worker processes of the master, not shutting down
+
+sub workers {
+	my $master = Mtls::master_pid($t) // return ();
+	my @w;
+
+	for my $dir (glob '/proc/[0-9]*') {
+		my ($pid) = $dir =~ m!/(\d+)$!;
+		open my $fh, '<', "$dir/stat" or next;
+		my $stat = <$fh> // next;
+		my @f = split ' ', substr($stat, rindex($stat, ')') + 1);
+		next unless $f[1] == $master;
+		open my $cf, '<', "$dir/cmdline" or next;
+		my $cmd = do { local $/; <$cf> } // '';
+		push @w, $pid if $cmd =~ /worker process/ && $cmd !~ /shutting/;
+	}
+
+	return @w;
+}
+
+###############################################################################

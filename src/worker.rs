@@ -13,13 +13,17 @@ use ngx::ffi::*;
 use crate::conf::MainConf;
 use crate::loader::Loader;
 
-/// Worker 0's loader. Its timer event is leaked: it lives as long as the
-/// process.
+/// Worker 0's loader and its timer event, freed at process exit.
 struct Running {
     loader: Arc<Loader>,
     /// When staleness warnings were last logged.
     warned_at: Option<Instant>,
+    event: *mut ngx_event_t,
 }
+
+// SAFETY: the event is only touched on the worker's main thread: by nginx's
+// event loop, and by `start` and `stop`, called from nginx's process hooks.
+unsafe impl Send for Running {}
 
 /// The shortest time between two rounds of staleness warnings.
 const WARN_EVERY: Duration = Duration::from_secs(1);
@@ -78,6 +82,7 @@ pub unsafe fn start(cycle: *mut ngx_cycle_t, mcf: &MainConf) {
         *running = Some(Running {
             loader,
             warned_at: None,
+            event,
         });
     }
 }
@@ -89,6 +94,18 @@ pub fn stop() {
         if let Some(r) = running.take() {
             r.loader.stop.store(true, Ordering::Relaxed);
             r.loader.shared.remove_files();
+            // A timer that fired during a graceful shutdown is not armed
+            // again: then nothing but `r` refers to the event any more.
+            // SAFETY: exit_process runs after the event loop, on its
+            // thread; the event and its dummy connection are the boxes
+            // made in `start`, and no timer refers to them once deleted.
+            unsafe {
+                if (*r.event).timer_set() != 0 {
+                    ngx_del_timer(r.event);
+                }
+                drop(Box::from_raw((*r.event).data.cast::<ngx_connection_t>()));
+                drop(Box::from_raw(r.event));
+            }
         }
     }
 }

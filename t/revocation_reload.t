@@ -1,9 +1,11 @@
 #!/usr/bin/perl
 
-# Tests for the mtls module: "nginx -s reload" and CRL numbers.  A CRL
-# older than the one in force is refused by a reload as the live loader
-# refuses it (found by scripts/soak: a reload with a replayed CRL in place
-# un-revoked a certificate); the same CRL and a newer one are accepted.
+# Tests for the mtls module: "nginx -s reload".  A CRL older than the one in
+# force is refused by a reload as the live loader refuses it (found by
+# scripts/soak: a reload with a replayed CRL in place un-revoked a
+# certificate); the same CRL and a newer one are accepted.  Worker 0 shutting
+# down while its loader timer fires (found by scripts/sanitize: the timer's
+# event leaked).
 
 ###############################################################################
 
@@ -24,7 +26,7 @@ select STDERR; $| = 1;
 select STDOUT; $| = 1;
 
 my $t = Test::Nginx->new()->has(qw/http http_ssl/)->has_daemon('openssl')
-	->plan(12);
+	->plan(14);
 
 $t->write_file_expand('nginx.conf', <<'EOF');
 
@@ -126,6 +128,29 @@ $t->reload();
 isnt(join(' ', sort(workers())), join(' ', sort @workers),
 	'reload: newer CRL accepted');
 is(get('bob'), '200 allow', 'reload: newer CRL, not revoked');
+
+# worker 0 shuts down gracefully with a request still being read: its
+# loader timer fires meanwhile, and is not armed again; the worker answers,
+# then exits (under scripts/sanitize, without leaking the timer's event)
+
+my ($old) = workers();
+my $s = Mtls::connect_tls(port => port(8443), cert => "$d/bob");
+$s->print("GET / HTTP/1.1\x0d\x0aHost: localhost\x0d\x0a") if $s;
+
+$mark = Mtls::log_mark($t);
+$t->reload();
+select undef, undef, undef, 0.6;
+
+my $r;
+if ($s) {
+	$s->print("Connection: close\x0d\x0a\x0d\x0a");
+	local $/;
+	$r = <$s>;
+}
+
+is(outcome($r), '200 allow', 'shutdown: request answered by the old worker');
+like(Mtls::wait_log($t, $mark, qr/worker process $old exited/),
+	qr/worker process $old exited with code 0$/, 'shutdown: old worker exits');
 
 ###############################################################################
 

@@ -6,6 +6,7 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use ngx::ffi::*;
@@ -13,9 +14,11 @@ use ngx::ffi::*;
 use crate::conf::MainConf;
 use crate::loader::Loader;
 
-/// Worker 0's loader and its timer event, freed at process exit.
+/// Worker 0's loader, its thread and its timer event, all ended at
+/// process exit.
 struct Running {
     loader: Arc<Loader>,
+    thread: JoinHandle<()>,
     /// When staleness warnings were last logged.
     warned_at: Option<Instant>,
     event: *mut ngx_event_t,
@@ -56,17 +59,20 @@ pub unsafe fn start(cycle: *mut ngx_cycle_t, mcf: &MainConf) {
         messages: Mutex::new(Vec::new()),
     });
     let thread = Arc::clone(&loader);
-    if let Err(e) = std::thread::Builder::new()
+    let thread = match std::thread::Builder::new()
         .name("mtls-loader".into())
         .spawn(move || thread.run())
     {
-        ngx::ngx_log_error!(
-            NGX_LOG_ALERT,
-            (*cycle).log,
-            "mtls: cannot start the revocation loader thread: {e}"
-        );
-        return;
-    }
+        Ok(thread) => thread,
+        Err(e) => {
+            ngx::ngx_log_error!(
+                NGX_LOG_ALERT,
+                (*cycle).log,
+                "mtls: cannot start the revocation loader thread: {e}"
+            );
+            return;
+        }
+    };
     let event: *mut ngx_event_t = Box::into_raw(Box::new(core::mem::zeroed()));
     (*event).handler = Some(on_timer);
     (*event).log = (*cycle).log;
@@ -81,6 +87,7 @@ pub unsafe fn start(cycle: *mut ngx_cycle_t, mcf: &MainConf) {
     if let Ok(mut running) = RUNNING.lock() {
         *running = Some(Running {
             loader,
+            thread,
             warned_at: None,
             event,
         });
@@ -93,6 +100,11 @@ pub fn stop() {
     if let Ok(mut running) = RUNNING.lock() {
         if let Some(r) = running.take() {
             r.loader.stop.store(true, Ordering::Relaxed);
+            // The thread checks the flag every 50 ms, or when a load in
+            // progress ends. Joined, it has run its thread-local
+            // destructors (OpenSSL's error state among them) before the
+            // process exits.
+            let _ = r.thread.join();
             r.loader.shared.remove_files();
             // A timer that fired during a graceful shutdown is not armed
             // again: then nothing but `r` refers to the event any more.

@@ -32,7 +32,7 @@ my %o = (
 	margin => 0.5,
 	clients => 2,
 	workers => 2,
-	'reload-every' => 10,
+	'reload-every' => 6,
 	'memory-tolerance' => 5,
 	keep => 0,
 	module => undef,
@@ -372,11 +372,28 @@ sub make_crl {
 		revoke => $revoked ? [ 'carol' ] : [], file => $file);
 }
 
-# one random change of the files; returns what it did
+# one random change of the files; returns what it did.  A broken file is
+# restored by the next change, so that most reloads find good files.
+
+my $broken;
 
 sub change {
 	my $what = int rand(10);
 	my $now;
+
+	if (defined $broken) {
+		# the data in force, written again: no change of state
+		if ($broken eq 'deny') {
+			Mtls::write_atomic("$d/deny.txt", deny_list($state{bob}));
+		} else {
+			make_crl($state{carol}, ++$crl_number, "$d/ca.crl.new");
+			rename("$d/ca.crl.new", "$d/ca.crl") or die "rename: $!\n";
+		}
+		undef $broken;
+		return 'restore';
+	}
+
+	$broken = $what == 6 ? 'deny' : 'crl' if $what >= 6;
 
 	if ($what < 3) {
 		# a good deny list, bob in or out

@@ -1209,12 +1209,13 @@ sub shm_tables {
 	return @files;
 }
 
-# the pid of the nginx master of a test
+# the pid of the nginx master of a test (undef while there is no pid file:
+# during a binary upgrade, the old master renames it at any moment)
 
 sub master_pid {
 	my ($t) = @_;
-	my $pid = -e $t->testdir() . '/nginx.pid'
-		? $t->read_file('nginx.pid') : '';
+	open my $fh, '<', $t->testdir() . '/nginx.pid' or return undef;
+	my $pid = <$fh> // '';
 	return $pid =~ /^(\d+)/ ? $1 : undef;
 }
 

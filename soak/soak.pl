@@ -20,7 +20,7 @@ use strict;
 
 use File::Temp qw/tempdir/;
 use Getopt::Long qw/GetOptions/;
-use POSIX qw/WNOHANG/;
+use POSIX ();
 use Time::HiRes qw/time sleep/;
 
 use Test::Nginx ();
@@ -46,6 +46,9 @@ GetOptions(\%o, 'duration=i', 'interval=f', 'margin=f', 'clients=i',
 die "soak: --module is required\n" unless defined $o{module};
 
 $| = 1;
+
+my $parent = $$;
+my ($master, @kids);
 
 my $d = tempdir('mtls-soak-XXXXXXXX', TMPDIR => 1, CLEANUP => !$o{keep});
 my $port = Test::Nginx::port(8443);
@@ -135,21 +138,17 @@ EOF
 system($o{nginx}, '-p', "$d/", '-c', "$d/nginx.conf", '-e', "$d/error.log") == 0
 	or die "soak: nginx did not start:\n" . Mtls::slurp("$d/error.log");
 
-my $master = Mtls::wait_for(sub { -s "$d/nginx.pid"
+$master = Mtls::wait_for(sub { -s "$d/nginx.pid"
 	&& Mtls::slurp("$d/nginx.pid") =~ /^(\d+)/ && $1 }, 10)
 	or die "soak: no pid file\n";
 
-my @kids;
-
 END {
-	return unless $master && $$ == ($main::parent // 0);
+	return unless $master && $$ == $parent;
 	kill TERM => @kids;
 	waitpid($_, 0) for @kids;
 	kill QUIT => $master;
 	Mtls::wait_for(sub { !kill 0, $master }, 30) or kill KILL => $master;
 }
-
-$main::parent = $$;
 
 Mtls::wait_for(sub { Mtls::https_get($port, '/', "$d/alice") }, 10)
 	or die "soak: nginx does not answer\n";
@@ -220,9 +219,11 @@ while (time() < $end) {
 	sleep(0.05);
 }
 
+my $dead_clients = 0;
+
 for my $pid (@kids) {
 	waitpid($pid, 0);
-	warn "soak: client $pid exited with $?\n" if $?;
+	$dead_clients++ if $?;
 }
 @kids = ();
 
@@ -311,6 +312,11 @@ if (@bad_log) {
 	printf "soak: FAIL: %d alerts or crashes in the error log\n",
 		scalar @bad_log;
 	print "  $_\n" for @bad_log[0 .. min(9, $#bad_log)];
+}
+
+if ($dead_clients) {
+	$failures++;
+	print "soak: FAIL: $dead_clients client processes died\n";
 }
 
 unless ($master_alive) {

@@ -607,7 +607,10 @@ pub unsafe fn init_revocation(cf: *mut ngx_conf_t) -> Result<(), ()> {
     if mcf.reload_interval == NGX_CONF_UNSET_MSEC {
         mcf.reload_interval = 1000;
     }
-    if mcf.sources.is_empty() {
+    // `nginx -s stop|quit|reopen|reload` parses the configuration only to
+    // find the master: a broken revocation file must not keep the operator
+    // from signalling it (on reload the master reads the files itself).
+    if mcf.sources.is_empty() || ngx_process == NGX_PROCESS_SIGNALLER as ngx_uint_t {
         return Ok(());
     }
     let log = (*cf).log;

@@ -5,7 +5,7 @@
 # scripts/soak: a reload with a replayed CRL in place un-revoked a
 # certificate); the same CRL and a newer one are accepted.  Worker 0 shutting
 # down while its loader timer fires (found by scripts/sanitize: the timer's
-# event leaked).
+# event leaked).  "nginx -s" with a broken file in place.
 
 ###############################################################################
 
@@ -26,7 +26,7 @@ select STDERR; $| = 1;
 select STDOUT; $| = 1;
 
 my $t = Test::Nginx->new()->has(qw/http http_ssl/)->has_daemon('openssl')
-	->plan(14);
+	->plan(20);
 
 $t->write_file_expand('nginx.conf', <<'EOF');
 
@@ -151,6 +151,27 @@ if ($s) {
 is(outcome($r), '200 allow', 'shutdown: request answered by the old worker');
 like(Mtls::wait_log($t, $mark, qr/worker process $old exited/),
 	qr/worker process $old exited with code 0$/, 'shutdown: old worker exits');
+
+# a broken file does not keep "nginx -s" from signalling the master (the
+# signalling process parses the configuration to find the pid file); a
+# reload with it is refused by the master, which keeps the data in force
+
+Mtls::write_atomic("$d/ca.crl", "not a CRL\n");
+$mark = Mtls::log_mark($t);
+my $out = `$Test::Nginx::NGINX -p $d/ -c nginx.conf -e $d/error.log -s reopen 2>&1`;
+is($? >> 8, 0, 'signaller: exit code with a broken CRL file') or diag($out);
+like(Mtls::wait_log($t, $mark, qr/reopening logs/), qr/reopening logs/,
+	'signaller: master reopened its logs');
+
+@workers = workers();
+$mark = Mtls::log_mark($t);
+$out = `$Test::Nginx::NGINX -p $d/ -c nginx.conf -e $d/error.log -s reload 2>&1`;
+is($? >> 8, 0, 'signaller: reload sent') or diag($out);
+like(Mtls::wait_log($t, $mark, qr/\[emerg\]/), qr/\[emerg\] .*ca\.crl/,
+	'signaller: the master refuses the reload');
+is(get('bob'), '200 allow', 'signaller: data in force kept');
+is(join(' ', sort(workers())), join(' ', sort @workers),
+	'signaller: workers go on');
 
 ###############################################################################
 

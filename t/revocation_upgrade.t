@@ -107,13 +107,15 @@ die "fork: $!\n" unless defined $pid;
 
 if ($pid == 0) {
 	my ($n, $passed) = (0, 0);
-	while (!-e "$d/stop-asking") {
+	# until told, or until the test is gone without telling
+	my $deadline = time() + 60;
+	while (!-e "$d/stop-asking" && -d $d && time() < $deadline) {
 		for my $who (qw/bob carol/) {
 			$n++;
 			$passed++ if get($who) !~ /^403 deny revoked/;
 		}
 	}
-	Mtls::spew("$d/asked", "$n $passed");
+	Mtls::spew("$d/asked", "$n $passed") if -d $d;
 	POSIX::_exit(0);
 }
 

@@ -5,7 +5,8 @@ pub mod dn;
 pub mod san;
 pub mod spiffe;
 
-use x509_parser::prelude::{FromDer, X509Certificate};
+use x509_parser::oid_registry::OID_X509_EXT_BASIC_CONSTRAINTS;
+use x509_parser::prelude::{FromDer, ParsedExtension, X509Certificate, X509Error};
 
 use crate::hex::{Fingerprint, Serial};
 use dn::{AvaValue, Dn, OID_CN};
@@ -18,6 +19,18 @@ pub enum IdentityError {
     Parse(String),
     #[error("certificate has more than one {0} extension")]
     DuplicateExtension(&'static str),
+    #[error("certificate has an invalid {0} extension")]
+    InvalidExtension(&'static str),
+}
+
+impl IdentityError {
+    /// For x509-parser's look-up of the extension `name`.
+    fn extension(name: &'static str) -> impl Fn(X509Error) -> IdentityError {
+        move |e| match e {
+            X509Error::DuplicateExtensions => IdentityError::DuplicateExtension(name),
+            _ => IdentityError::InvalidExtension(name),
+        }
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -44,7 +57,7 @@ impl Identity {
         let subject = Dn::from_x509(cert.subject());
         let sans = cert
             .subject_alternative_name()
-            .map_err(|_| IdentityError::DuplicateExtension("subjectAltName"))?
+            .map_err(IdentityError::extension("subjectAltName"))?
             .map(|ext| Sans::from_general_names(&ext.value.general_names))
             .unwrap_or_default();
         let spiffe_id = svid_id(&cert, &sans)?;
@@ -97,13 +110,21 @@ fn svid_id(cert: &X509Certificate<'_>, sans: &Sans) -> Result<Option<SpiffeId>, 
     let [uri] = sans.uri.as_slice() else {
         return Ok(None);
     };
-    let ca = cert
-        .basic_constraints()
-        .map_err(|_| IdentityError::DuplicateExtension("basicConstraints"))?
-        .is_some_and(|bc| bc.value.ca);
+    // Read here, not with `basic_constraints()`, which takes a malformed
+    // extension for an absent one: for a CA, not a CA.
+    let ca = match cert
+        .get_extension_unique(&OID_X509_EXT_BASIC_CONSTRAINTS)
+        .map_err(IdentityError::extension("basicConstraints"))?
+    {
+        None => false,
+        Some(ext) => match ext.parsed_extension() {
+            ParsedExtension::BasicConstraints(bc) => bc.ca,
+            _ => return Err(IdentityError::InvalidExtension("basicConstraints")),
+        },
+    };
     let signs = cert
         .key_usage()
-        .map_err(|_| IdentityError::DuplicateExtension("keyUsage"))?
+        .map_err(IdentityError::extension("keyUsage"))?
         .is_some_and(|ku| ku.value.key_cert_sign() || ku.value.crl_sign());
     if ca || signs {
         return Ok(None);
@@ -113,7 +134,76 @@ fn svid_id(cert: &X509Certificate<'_>, sans: &Sans) -> Result<Option<SpiffeId>, 
 
 #[cfg(test)]
 mod tests {
-    use super::rfc3339;
+    use super::{rfc3339, Identity, IdentityError};
+    use openssl::asn1::{Asn1Object, Asn1OctetString, Asn1Time};
+    use openssl::ec::{EcGroup, EcKey};
+    use openssl::hash::MessageDigest;
+    use openssl::nid::Nid;
+    use openssl::pkey::PKey;
+    use openssl::x509::{X509Extension, X509Name, X509};
+
+    /// A self-signed certificate with these extensions (dotted OID, DER
+    /// value), in this order.
+    fn certificate(extensions: &[(&str, &[u8])]) -> Vec<u8> {
+        let group = EcGroup::from_curve_name(Nid::X9_62_PRIME256V1).unwrap();
+        let key = PKey::from_ec_key(EcKey::generate(&group).unwrap()).unwrap();
+        let mut name = X509Name::builder().unwrap();
+        name.append_entry_by_text("CN", "x").unwrap();
+        let name = name.build();
+        let mut cert = X509::builder().unwrap();
+        cert.set_version(2).unwrap();
+        cert.set_subject_name(&name).unwrap();
+        cert.set_issuer_name(&name).unwrap();
+        cert.set_pubkey(&key).unwrap();
+        cert.set_not_before(&Asn1Time::days_from_now(0).unwrap())
+            .unwrap();
+        cert.set_not_after(&Asn1Time::days_from_now(1).unwrap())
+            .unwrap();
+        for (oid, value) in extensions {
+            let oid = Asn1Object::from_str(oid).unwrap();
+            let value = Asn1OctetString::new_from_bytes(value).unwrap();
+            let ext = X509Extension::new_from_der(&oid, false, &value).unwrap();
+            cert.append_extension(ext).unwrap();
+        }
+        cert.sign(&key, MessageDigest::sha256()).unwrap();
+        cert.build().to_der().unwrap()
+    }
+
+    /// Found while writing the fuzz targets: a malformed extension was
+    /// reported as a duplicate one, and a malformed basicConstraints was
+    /// taken for none (so a certificate claiming cA could pass as an SVID;
+    /// OpenSSL does not verify such a certificate, so nginx never let one
+    /// through).
+    #[test]
+    fn extension_errors_say_which() {
+        const SAN: &str = "2.5.29.17";
+        let dns = b"\x30\x03\x82\x01a";
+        let one = Identity::from_der(&certificate(&[(SAN, dns)])).unwrap();
+        assert_eq!(one.sans.dns, ["a"]);
+        let two = Identity::from_der(&certificate(&[(SAN, dns), (SAN, dns)]));
+        assert_eq!(
+            two.unwrap_err(),
+            IdentityError::DuplicateExtension("subjectAltName")
+        );
+        let bad = Identity::from_der(&certificate(&[(SAN, b"\x30\x03\x82\x05a")]));
+        let bad = bad.unwrap_err();
+        assert_eq!(bad, IdentityError::InvalidExtension("subjectAltName"));
+        assert_eq!(
+            bad.to_string(),
+            "certificate has an invalid subjectAltName extension"
+        );
+        // An SVID candidate, so that both extensions are read.
+        let uri = b"\x30\x16\x86\x14spiffe://example.org";
+        let svid = Identity::from_der(&certificate(&[(SAN, uri)])).unwrap();
+        assert_eq!(svid.spiffe_id.unwrap().as_str(), "spiffe://example.org");
+        let ca = b"\x30\x03\x01\x01\xff";
+        let not_svid = Identity::from_der(&certificate(&[(SAN, uri), ("2.5.29.19", ca)]));
+        assert_eq!(not_svid.unwrap().spiffe_id, None);
+        for (oid, name) in [("2.5.29.19", "basicConstraints"), ("2.5.29.15", "keyUsage")] {
+            let bad = Identity::from_der(&certificate(&[(SAN, uri), (oid, b"\x30\x03\x01")]));
+            assert_eq!(bad.unwrap_err(), IdentityError::InvalidExtension(name));
+        }
+    }
 
     #[test]
     fn rfc3339_dates() {

@@ -1,0 +1,667 @@
+#!/usr/bin/perl
+
+# The benchmark driver behind scripts/bench: runs nginx on loopback in the
+# configurations below, drives it with oha (TLS with a client certificate),
+# and writes bench/RESULTS.md.  See scripts/bench for the options.
+#
+# Every configuration is a separate nginx, all started at once and idle but
+# for the one being measured, so that each round measures all of them back
+# to back (A B C ... A B C ...): the machine's noise falls on all alike, and
+# the ratios are taken within a round.
+
+use strict;
+use warnings;
+
+use FindBin;
+use lib "$FindBin::Bin/../t/lib";
+
+use Mtls;
+
+use File::Copy ();
+use File::Path ();
+use File::Temp ();
+use Getopt::Long ();
+use IO::Socket::INET;
+use JSON::PP ();
+use POSIX qw(:sys_wait_h);
+use Time::HiRes ();
+
+my $top = "$FindBin::Bin/..";
+my $nginx = '/usr/sbin/nginx';
+my $module = "$top/target/release/libngx_http_mtls_module.so";
+
+my %o = (
+	oha => 'oha',
+	rounds => 5,
+	duration => 4,
+	connections => 32,
+	reload_seconds => 10,
+	reload_rounds => 3,
+	reload_rate => 2000,
+	memory_rounds => 3,
+	nginx_cpus => '1',
+	load_cpus => '0',
+	out => "$top/bench/RESULTS.md",
+	only => '',
+);
+Getopt::Long::GetOptions(\%o, 'oha=s', 'rounds=i', 'duration=f',
+	'connections=i', 'reload_seconds|reload-seconds=i',
+	'reload_rounds|reload-rounds=i', 'reload_rate|reload-rate=i',
+	'memory_rounds|memory-rounds=i', 'nginx_cpus|nginx-cpus=s',
+	'load_cpus|load-cpus=s', 'out=s', 'only=s', 'keep', 'quick')
+	or die "bench: bad options (see scripts/bench --help)\n";
+if ($o{quick}) {
+	@o{qw(rounds duration reload_seconds reload_rounds memory_rounds)}
+		= (2, 2, 4, 1, 1);
+}
+my %only = map { $_ => 1 } split /,/, $o{only};
+sub want { !%only || $only{$_[0]} }
+
+my $started = time();
+my $w = File::Temp::tempdir('mtls-bench.XXXXXX', TMPDIR => 1,
+	CLEANUP => !$o{keep});
+my %running;    # master pid => name, stopped at exit whatever happens
+
+END { stop($_) for keys %running }
+$SIG{INT} = $SIG{TERM} = sub { exit 1 };
+
+sub say_ { print STDERR "bench: @_\n" }
+
+###############################################################################
+# Certificates, names and revocation data
+
+my $pki = "$w/pki";
+sub mtls_pki { Mtls::run_cmd("$top/scripts/mtls-pki", '--dir', $pki, @_) }
+
+say_("certificates in $pki");
+mtls_pki('init', '--no-passphrase', '--cn', 'Bench CA');
+mtls_pki('server', 'localhost', '--san', 'DNS:localhost,IP:127.0.0.1');
+
+# The client's CN is near the end of the 10,000 names, its SPIFFE ID under
+# one of the 1,000 patterns; "intruder" is valid but in neither list;
+# "revoked" is in the large CRL.
+my $names = 10_000;
+my $client_cn = sprintf('bench-client-%05d', $names - 10);
+my $spiffe = 'spiffe://bench.example.org/ns/team-0990/sa/client';
+mtls_pki('client', $client_cn, '--spiffe', $spiffe);
+mtls_pki('client', 'intruder');
+mtls_pki('client', 'revoked');
+
+my %cert = map { $_ => ["$pki/certs/$_.crt", "$pki/certs/$_.key"] }
+	($client_cn, 'intruder', 'revoked');
+my ($ccert, $ckey) = @{$cert{$client_cn}};
+my $revoked_serial = Mtls::serial_hex("$pki/certs/revoked.crt");
+
+Mtls::spew("$w/index.html", "hello from the benchmark\n");
+
+my @cn_lines;
+for (my $i = 0; $i < $names; $i += 100) {
+	push @cn_lines, 'mtls_allow_cn '
+		. join(' ', map { sprintf('bench-client-%05d', $_) } $i .. $i + 99)
+		. ";\n";
+}
+Mtls::spew("$w/allow-cn.conf", join('', @cn_lines));
+Mtls::spew("$w/allow-spiffe.conf", join('', map {
+	sprintf("mtls_allow_spiffe spiffe://bench.example.org/ns/team-%04d/*;\n",
+		$_)
+} 0 .. 999));
+
+# The map/if approach with the same names, one regex each, as in
+# "if ($ssl_client_s_dn !~ ...)" setups; the client's DN as nginx prints it.
+my $map_entries = join('', map {
+	sprintf("    \"~^CN=bench-client-%05d(,|\$)\" 0;\n", $_)
+} 0 .. $names - 1);
+Mtls::spew("$w/map-10k.conf", "map \$ssl_client_s_dn \$bench_denied {\n"
+	. "    default 1;\n$map_entries}\n");
+Mtls::spew("$w/map-1.conf", "map \$ssl_client_s_dn \$bench_denied {\n"
+	. "    default 1;\n    \"~^CN=$client_cn(,|\$)\" 0;\n}\n");
+
+my $deny_entries = 100_000;
+{
+	open my $fh, '>', "$w/deny.txt" or die "$w/deny.txt: $!\n";
+	print $fh "# benchmark: $deny_entries serials none of the clients has\n";
+	printf $fh "7D%014X\n", $_ for 1 .. $deny_entries;
+	close $fh;
+}
+
+# Enough CRLs, numbered 1, 2, ..., for one reload run: each run starts from
+# number 1 in a fresh nginx and moves the next one into place every second.
+my $crl_entries = 1_000_000;
+my $crl_files = want('reload') ? $o{reload_seconds} + 1 : 1;
+my $t0 = Time::HiRes::time();
+for my $n (1 .. $crl_files) {
+	Mtls::PKI->big_crl("$w/crl.$n", ca_cert => "$pki/ca.crt",
+		ca_key => "$pki/ca/root/ca.key", count => $crl_entries,
+		revoke_serials => [ $revoked_serial ], number => $n, der => 1);
+}
+my $crl_gen = (Time::HiRes::time() - $t0) / $crl_files;
+say_(sprintf('%d CRLs of %d entries, %.1f s each', $crl_files,
+	$crl_entries + 1, $crl_gen));
+
+###############################################################################
+# Configurations
+
+my %configs = (
+	baseline => {
+		label => '1. plain nginx, no module',
+	},
+	'map-1' => {
+		label => '2a. map/if, 1 regex',
+		http => "include $w/map-1.conf;",
+		server => 'if ($bench_denied) { return 403; }',
+		deny => 'intruder',
+	},
+	'map-10k' => {
+		label => '2b. map/if, 10,000 regexes',
+		http => "include $w/map-10k.conf;",
+		server => 'if ($bench_denied) { return 403; }',
+		deny => 'intruder',
+	},
+	'mtls-on' => {
+		label => '3. module, mtls on',
+		module => 1,
+		server => 'mtls on;',
+	},
+	'names' => {
+		label => '4. module, 10,000 CNs + 1,000 SPIFFE',
+		module => 1,
+		server => "include $w/allow-cn.conf; include $w/allow-spiffe.conf;",
+		deny => 'intruder',
+	},
+	'revocation' => {
+		label => '5. module, 1M-entry CRL + 100k deny list',
+		module => 1,
+		server => "mtls_crl $w/crl/ca.crl; mtls_deny_list $w/deny.txt;",
+		deny => 'revoked',
+		crl => 1,
+	},
+	'crl-only' => {
+		label => 'module, 1M-entry CRL',
+		module => 1,
+		server => "mtls_crl $w/crl/ca.crl;",
+		crl => 1,
+	},
+);
+my @throughput = grep { want($_) }
+	qw(baseline map-1 map-10k mtls-on names revocation);
+
+# pcre_jit gives the regexes their best chance.
+sub nginx_conf {
+	my ($c, %a) = @_;
+	my $port = $a{port};
+	my $load = $c->{module} ? "load_module $module;" : '';
+	my $http = $c->{http} // '';
+	my $server = $c->{server} // '';
+	my $workers = $a{workers} // 1;
+	return <<"EOF";
+user root;
+daemon off;
+worker_processes $workers;
+pcre_jit on;
+pid nginx.pid;
+error_log error.log warn;
+$load
+
+events {
+    worker_connections 4096;
+}
+
+http {
+    access_log off;
+    default_type text/html;
+    $http
+
+    server {
+        listen 127.0.0.1:$port ssl reuseport;
+        ssl_certificate $pki/certs/localhost.crt;
+        ssl_certificate_key $pki/certs/localhost.key;
+        ssl_client_certificate $pki/ca.crt;
+        ssl_verify_client on;
+        # Every new connection is a full handshake.
+        ssl_session_cache off;
+        ssl_session_tickets off;
+
+        $server
+
+        location = /index.html {
+            root $w;
+        }
+        location = /mtls-status {
+            ${\ ($c->{module} ? 'mtls off; mtls_status;' : 'return 404;') }
+        }
+    }
+}
+EOF
+}
+
+sub free_port {
+	my $s = IO::Socket::INET->new(LocalAddr => '127.0.0.1', LocalPort => 0,
+		Proto => 'tcp', Listen => 1) or die "no free port: $!\n";
+	return $s->sockport();
+}
+
+# Starts nginx for configuration $name in its own directory; returns
+# { pid, port, dir }.
+sub start {
+	my ($name, %a) = @_;
+	my $c = $configs{$name};
+	my $dir = "$w/run-$name";
+	File::Path::rmtree($dir);
+	mkdir $dir or die "$dir: $!\n";
+	if ($c->{crl}) {
+		mkdir "$w/crl";
+		File::Copy::copy("$w/crl.1", "$w/crl/ca.crl.tmp") or die "copy: $!\n";
+		rename "$w/crl/ca.crl.tmp", "$w/crl/ca.crl" or die "rename: $!\n";
+	}
+	my $port = free_port();
+	Mtls::spew("$dir/nginx.conf", nginx_conf($c, port => $port, %a));
+	my @cpus = ('taskset', '-c', $a{cpus} // $o{nginx_cpus});
+	my $pid = fork // die "fork: $!\n";
+	if (!$pid) {
+		open STDIN, '<', '/dev/null';
+		{ exec @cpus, $nginx, '-p', "$dir/", '-c', "$dir/nginx.conf",
+			'-e', "$dir/error.log" };
+		print STDERR "exec $nginx: $!\n";
+		POSIX::_exit(1);
+	}
+	$running{$pid} = $name;
+	my $deadline = time() + 120;
+	while (1) {
+		if (waitpid($pid, WNOHANG) == $pid) {
+			delete $running{$pid};
+			die "nginx ($name) exited: " . Mtls::slurp("$dir/error.log");
+		}
+		last if IO::Socket::INET->new(PeerAddr => "127.0.0.1:$port");
+		die "nginx ($name) did not start\n" if time() > $deadline;
+		Time::HiRes::sleep(0.05);
+	}
+	# nginx listens before its workers are up: wait for a response.
+	for (1 .. 200) {
+		last if get($port, $client_cn) ne '000';
+		Time::HiRes::sleep(0.05);
+	}
+	return { name => $name, pid => $pid, port => $port, dir => $dir };
+}
+
+sub stop {
+	my ($pid) = @_;
+	$pid = $pid->{pid} if ref $pid;
+	return unless delete $running{$pid};
+	kill 'TERM', $pid;
+	waitpid($pid, 0);
+}
+
+# The status code for a GET as $who (curl: a client independent of oha).
+sub get {
+	my ($port, $who) = @_;
+	my ($crt, $key) = @{$cert{$who}};
+	return `curl -s -o /dev/null -w '%{http_code}' --max-time 5 --cacert $pki/ca.crt --cert $crt --key $key https://localhost:$port/index.html`;
+}
+
+sub status {
+	my ($port) = @_;
+	my $json = `curl -sS --max-time 5 --cacert $pki/ca.crt --cert $ccert --key $ckey https://localhost:$port/mtls-status`;
+	return JSON::PP::decode_json($json);
+}
+
+# Checks that the configuration does what it claims: the client passes
+# and, where rules are set, another certificate does not.
+sub check {
+	my ($n) = @_;
+	my $c = $configs{$n->{name}};
+	my $code = get($n->{port}, $client_cn);
+	die "$n->{name}: the client got $code, not 200\n" unless $code eq '200';
+	if (my $who = $c->{deny}) {
+		$code = get($n->{port}, $who);
+		die "$n->{name}: $who got $code, not 403\n" unless $code eq '403';
+	}
+}
+
+###############################################################################
+# Load
+
+# One oha run against $port; returns requests per second, latencies (ms)
+# and failures (errors and any status but 200).
+sub oha {
+	my ($port, %a) = @_;
+	my @cmd = ('taskset', '-c', $o{load_cpus}, $o{oha}, '--no-tui',
+		'--output-format', 'json', '--insecure', '--cert', $ccert,
+		'--key', $ckey, '-c', $a{connections} // $o{connections},
+		'-z', ($a{duration} // $o{duration}) . 's', '-w');
+	push @cmd, '--disable-keepalive' if $a{handshake};
+	push @cmd, '-q', $a{rate}, '--latency-correction' if $a{rate};
+	push @cmd, "https://127.0.0.1:$port/index.html";
+	open my $fh, '-|', @cmd or die "oha: $!\n";
+	my $out = do { local $/; <$fh> };
+	close $fh or die "oha failed ($?): @cmd\n";
+	my $j = JSON::PP::decode_json($out);
+	my $codes = $j->{statusCodeDistribution} // {};
+	my $errors = 0;
+	$errors += $_ for values %{$j->{errorDistribution} // {}};
+	my $ok = $codes->{200} // 0;
+	my $bad = $errors;
+	$bad += $codes->{$_} for grep { $_ ne '200' } keys %$codes;
+	my $pct = $j->{latencyPercentiles} // {};
+	return {
+		rps => $j->{summary}{requestsPerSec},
+		ok => $ok,
+		failed => $bad,
+		errors => $j->{errorDistribution} // {},
+		p50 => ($pct->{p50} // 0) * 1000,
+		p99 => ($pct->{p99} // 0) * 1000,
+		max => ($j->{summary}{slowest} // 0) * 1000,
+	};
+}
+
+sub median {
+	my @s = sort { $a <=> $b } @_;
+	return undef unless @s;
+	return @s % 2 ? $s[$#s / 2] : ($s[@s / 2 - 1] + $s[@s / 2]) / 2;
+}
+
+sub mmm {
+	my @s = sort { $a <=> $b } @_;
+	return ($s[0], median(@s), $s[-1]);
+}
+
+###############################################################################
+# Throughput: keep-alive and a handshake per request, interleaved
+
+my %tp;    # shape => name => [ result per round ]
+my @shapes = (
+	[ 'keepalive', 'keep-alive', 0 ],
+	[ 'handshake', 'new TLS handshake per request', 1 ],
+);
+if (@throughput) {
+	my %n;
+	for my $name (@throughput) {
+		say_("starting $name");
+		$n{$name} = start($name);
+		check($n{$name});
+	}
+	for my $round (1 .. $o{rounds}) {
+		for my $s (@shapes) {
+			my ($shape, undef, $hs) = @$s;
+			# Warm-up of each server's worker and of the CPU caches.
+			oha($n{$_}{port}, handshake => $hs, duration => 0.5)
+				for $round == 1 ? @throughput : ();
+			for my $name (@throughput) {
+				my $r = oha($n{$name}{port}, handshake => $hs);
+				push @{$tp{$shape}{$name}}, $r;
+				say_(sprintf('round %d %-9s %-10s %8.0f req/s%s', $round,
+					$shape, $name, $r->{rps},
+					$r->{failed} ? " FAILED $r->{failed}" : ''));
+			}
+		}
+	}
+	stop($n{$_}) for @throughput;
+}
+
+###############################################################################
+# Live reload under load: the CRL replaced every second, against the same
+# run without replacements
+
+my %reload;    # mode => [ result per round ]
+if (want('reload')) {
+	for my $round (1 .. $o{reload_rounds}) {
+		for my $mode (qw(still rewrite)) {
+			my $n = start('revocation');
+			check($n);
+			my $before = status($n->{port})->{sources};
+			my $writer;
+			if ($mode eq 'rewrite') {
+				$writer = fork // die "fork: $!\n";
+				if (!$writer) {
+					my $start = Time::HiRes::time();
+					for my $i (2 .. $o{reload_seconds}) {
+						my $wait = $start + $i - 1 - Time::HiRes::time();
+						Time::HiRes::sleep($wait) if $wait > 0;
+						File::Copy::copy("$w/crl.$i", "$w/crl/ca.crl.tmp")
+							or die "copy: $!\n";
+						rename "$w/crl/ca.crl.tmp", "$w/crl/ca.crl"
+							or die "rename: $!\n";
+					}
+					POSIX::_exit(0);
+				}
+			}
+			my $r = oha($n->{port}, rate => $o{reload_rate},
+				connections => 8, duration => $o{reload_seconds});
+			waitpid($writer, 0) if $writer;
+			# The last file may still be loading.
+			my $after;
+			for (1 .. 50) {
+				$after = status($n->{port})->{sources};
+				my ($crl) = grep { $_->{kind} eq 'crl' } @$after;
+				last if $mode eq 'still'
+					|| ($crl->{crls}[0]{number} // 0) == $o{reload_seconds};
+				Time::HiRes::sleep(0.1);
+			}
+			my ($crl) = grep { $_->{kind} eq 'crl' } @$after;
+			my ($crl0) = grep { $_->{kind} eq 'crl' } @$before;
+			$r->{reloads} = $crl->{generation} - $crl0->{generation};
+			$r->{number} = $crl->{crls}[0]{number};
+			$r->{last_error} = $crl->{last_error};
+			$r->{revoked_ok} = get($n->{port}, 'revoked') eq '403';
+			push @{$reload{$mode}}, $r;
+			say_(sprintf('reload round %d %-7s p50 %.2f p99 %.2f max %.2f ms,'
+				. ' %d failed, %d reloads', $round, $mode, @$r{qw(p50 p99 max)},
+				$r->{failed}, $r->{reloads}));
+			stop($n);
+		}
+	}
+}
+
+###############################################################################
+# Memory: PSS over master and workers
+
+sub pss_kb {
+	my ($pid) = @_;
+	open my $fh, '<', "/proc/$pid/smaps_rollup" or return 0;
+	while (<$fh>) {
+		return $1 if /^Pss:\s+(\d+) kB/;
+	}
+	return 0;
+}
+
+sub family {
+	my ($master) = @_;
+	my @pids = ($master);
+	for my $stat (glob '/proc/[0-9]*/stat') {
+		open my $fh, '<', $stat or next;
+		my $line = <$fh> // next;
+		# pid (comm) state ppid: comm may hold spaces
+		push @pids, $1 if $line =~ /^(\d+) \(.*\) \S+ (\d+)/ && $2 == $master;
+	}
+	return @pids;
+}
+
+my %mem;    # "name/workers" => [ { pss, shm, processes } per round ]
+if (want('memory')) {
+	for my $round (1 .. $o{memory_rounds}) {
+		for my $workers (1, 4) {
+			for my $name (qw(mtls-on crl-only)) {
+				my $n = start($name, workers => $workers,
+					cpus => "$o{nginx_cpus},$o{load_cpus}");
+				check($n);
+				# Give every worker connections, with the CRL looked up.
+				oha($n->{port}, handshake => 1, duration => 1,
+					connections => 16);
+				Time::HiRes::sleep(0.5);
+				my @pids = family($n->{pid});
+				my $pss = 0;
+				$pss += pss_kb($_) for @pids;
+				my $shm = 0;
+				$shm += -s $_ for glob "/dev/shm/ngx_mtls.$n->{pid}.*";
+				push @{$mem{"$name/$workers"}}, {
+					pss => $pss / 1024, shm => $shm / 1048576,
+					processes => scalar @pids,
+				};
+				say_(sprintf('memory %-8s %d workers: PSS %.1f MiB, tables '
+					. '%.1f MiB', $name, $workers, $pss / 1024,
+					$shm / 1048576));
+				stop($n);
+			}
+		}
+	}
+}
+
+###############################################################################
+# RESULTS.md
+
+sub cmd_out {
+	my $out = `@_ 2>&1`;
+	chomp $out;
+	return $out;
+}
+
+sub f0 { sprintf('%.0f', $_[0]) }
+sub f2 { sprintf('%.2f', $_[0]) }
+sub f3 { sprintf('%.3f', $_[0]) }
+
+my $finished = time();
+my @md;
+push @md, '# Benchmark results', '',
+	'Written by `scripts/bench' . ($o{quick} ? ' --quick' : '')
+	. '` (bench/bench.pl); do not edit by hand: '
+	. 'bench/NOTES.md is copied in at the end.', '';
+
+my ($cpu) = grep { /^model name/ } split /\n/, Mtls::slurp('/proc/cpuinfo');
+$cpu =~ s/^model name\s*:\s*//;
+my $load_end = Mtls::slurp('/proc/loadavg');
+push @md, '## Machine and versions', '',
+	"- CPU: $cpu, " . cmd_out('nproc') . ' cores; '
+	. cmd_out("awk '/MemTotal/ {printf \"%.1f GiB\", \$2 / 1048576}' /proc/meminfo")
+	. ' memory',
+	'- kernel: ' . cmd_out('uname -sr'),
+	'- nginx: ' . cmd_out("$nginx -v") . ', ' . cmd_out('openssl version'),
+	'- load generator: ' . cmd_out("$o{oha} --version"),
+	'- module: ' . cmd_out("git -C $top log -1 --format='%h %s'")
+	. (cmd_out("git -C $top status --porcelain -- src Cargo.toml Cargo.lock")
+		? ' (with uncommitted changes)' : ''),
+	'- ' . cmd_out('rustc --version'),
+	'- run: ' . POSIX::strftime('%Y-%m-%d %H:%M UTC', gmtime($started))
+	. sprintf(', %.1f minutes; load average at the end: %s', 
+		($finished - $started) / 60, join(' ', (split ' ', $load_end)[0 .. 2])),
+	"- nginx: 1 worker pinned to CPU $o{nginx_cpus} (taskset); oha pinned to"
+	. " CPU $o{load_cpus}; HTTP/1.1 over TLS 1.3, ECDSA P-256 certificates,"
+	. ' a 25-byte static file; other jobs share the machine',
+	'';
+
+if (%tp) {
+	push @md, '## Throughput', '',
+		"$o{rounds} rounds; in each round every configuration runs for"
+		. " $o{duration} s with $o{connections} connections, one after the"
+		. ' other (interleaved). Requests per second: min / median / max over'
+		. ' the rounds. The ratio is taken within each round against the'
+		. ' baseline (or the map/if configuration named), then the median'
+		. ' (min-max) over the rounds.', '';
+	for my $s (@shapes) {
+		my ($shape, $title) = @$s;
+		my $base = $tp{$shape}{baseline};
+		push @md, "### $title", '',
+			'| configuration | req/s min | median | max | ratio to 1 | p50 ms | p99 ms | failed |',
+			'|---|---:|---:|---:|---|---:|---:|---:|';
+		for my $name (@throughput) {
+			my $rs = $tp{$shape}{$name};
+			my @rps = mmm(map { $_->{rps} } @$rs);
+			my $ratio = '';
+			if ($base) {
+				my @q = mmm(map { $rs->[$_]{rps} / $base->[$_]{rps} }
+					0 .. $#$rs);
+				$ratio = sprintf('%.3f (%.3f-%.3f)', $q[1], $q[0], $q[2]);
+			}
+			my $failed = 0;
+			$failed += $_->{failed} for @$rs;
+			push @md, sprintf('| %s | %s | %s | %s | %s | %s | %s | %d |',
+				$configs{$name}{label}, (map { f0($_) } @rps), $ratio,
+				f3(median(map { $_->{p50} } @$rs)),
+				f3(median(map { $_->{p99} } @$rs)), $failed);
+		}
+		my @vs = grep { $tp{$shape}{$_->[0]} && $tp{$shape}{$_->[1]} }
+			([ 'names', 'map-10k' ], [ 'mtls-on', 'map-1' ]);
+		if (@vs) {
+			push @md, '', 'Module against map/if with the same names'
+				. ' (ratio of requests per second, within each round):', '';
+			for (@vs) {
+				my ($a, $b) = map { $tp{$shape}{$_} } @$_;
+				my @q = mmm(map { $a->[$_]{rps} / $b->[$_]{rps} } 0 .. $#$a);
+				push @md, sprintf('- %s / %s: %.3f (%.3f-%.3f)',
+					$configs{$_->[0]}{label}, $configs{$_->[1]}{label}, @q[1, 0, 2]);
+			}
+		}
+		if ($base) {
+			my @b = mmm(map { $_->{rps} } @$base);
+			push @md, '', sprintf('Noise: the baseline varied by %.1f%% '
+				. '(max-min over median) across the rounds.',
+				100 * ($b[2] - $b[0]) / $b[1]);
+		}
+		push @md, '';
+	}
+}
+
+if (%reload) {
+	push @md, '## Live reload under load', '',
+		"Configuration 5, keep-alive, 8 connections at $o{reload_rate}"
+		. " requests per second (open loop, oha --latency-correction) for"
+		. " $o{reload_seconds} s, in a fresh nginx each run; with \"rewrite\","
+		. " the 1,000,000-entry CRL is replaced every second (written to a"
+		. ' temporary file, then renamed over the old one) with the next CRL'
+		. " number. $o{reload_rounds} rounds, still and rewrite alternating."
+		. ' Latencies in ms, min / median / max over the rounds.', '',
+		'| run | p50 | p99 | max | failed requests | reloads seen in mtls_status |',
+		'|---|---|---|---|---:|---|';
+	for my $mode (qw(still rewrite)) {
+		my $rs = $reload{$mode};
+		my $failed = 0;
+		$failed += $_->{failed} for @$rs;
+		push @md, sprintf('| %s | %s | %s | %s | %d | %s |', $mode,
+			(map { my $k = $_; join(' / ', map { f2($_) }
+				mmm(map { $_->{$k} } @$rs)) } qw(p50 p99 max)),
+			$failed, join(', ', map { $_->{reloads} } @$rs));
+	}
+	my @errors = grep { defined } map { $_->{last_error} } @{$reload{rewrite}};
+	my @d = map { $reload{rewrite}[$_]{max} - $reload{still}[$_]{max} }
+		0 .. $#{$reload{rewrite}};
+	push @md, '', sprintf('Max latency with rewrites minus without, within'
+		. ' each round: median %.2f ms (%.2f to %.2f).', (mmm(@d))[1, 0, 2]),
+		'Every run ended with the revoked certificate denied: '
+		. ((grep { !$_->{revoked_ok} } map { @$_ } values %reload)
+			? 'NO' : 'yes') . '.',
+		(@errors ? ('Errors reported by mtls_status: ' . join('; ', @errors)
+			. '.') : 'mtls_status reported no load error.'),
+		'';
+}
+
+if (%mem) {
+	push @md, '## Memory', '',
+		'Proportional set size (PSS, /proc/PID/smaps_rollup) summed over the'
+		. ' master and its workers, after a second of traffic; and the'
+		. ' module\'s tables in /dev/shm, which are held once by the machine'
+		. ' and count in PSS only where a process has touched their pages. MiB,'
+		. " min / median / max over $o{memory_rounds} round(s).", '',
+		'| configuration | workers | PSS | tables in /dev/shm |',
+		'|---|---:|---|---|';
+	for my $name (qw(mtls-on crl-only)) {
+		for my $workers (1, 4) {
+			my $rs = $mem{"$name/$workers"};
+			push @md, sprintf('| %s | %d | %s | %s |',
+				$configs{$name}{label}, $workers,
+				(map { my $k = $_; join(' / ', map { sprintf('%.1f', $_) }
+					mmm(map { $_->{$k} } @$rs)) } qw(pss shm)));
+		}
+	}
+	my $cost = sub {
+		my ($workers) = @_;
+		median(map { $_->{pss} } @{$mem{"crl-only/$workers"}})
+			- median(map { $_->{pss} } @{$mem{"mtls-on/$workers"}});
+	};
+	push @md, '', sprintf('The large CRL adds %.1f MiB of PSS with 1 worker'
+		. ' and %.1f MiB with 4 workers (medians).', $cost->(1), $cost->(4)), '';
+}
+
+if (-f "$top/bench/NOTES.md") {
+	push @md, Mtls::slurp("$top/bench/NOTES.md");
+}
+
+Mtls::spew($o{out}, join("\n", @md) . "\n");
+say_("wrote $o{out}");

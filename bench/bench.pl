@@ -32,8 +32,8 @@ my $module = "$top/target/release/libngx_http_mtls_module.so";
 
 my %o = (
 	oha => 'oha',
-	rounds => 5,
-	duration => 4,
+	rounds => 7,
+	duration => 3,
 	connections => 32,
 	reload_seconds => 10,
 	reload_rounds => 3,
@@ -280,7 +280,9 @@ sub start {
 		last if get($port, $client_cn) ne '000';
 		Time::HiRes::sleep(0.05);
 	}
-	return { name => $name, pid => $pid, port => $port, dir => $dir };
+	my ($worker) = grep { $_ != $pid } family($pid);
+	return { name => $name, pid => $pid, port => $port, dir => $dir,
+		worker => $worker };
 }
 
 sub stop {
@@ -320,20 +322,34 @@ sub check {
 ###############################################################################
 # Load
 
-# One oha run against $port; returns requests per second, latencies (ms)
-# and failures (errors and any status but 200).
+# The CPU time a process's main thread has used, in ns: with the machine
+# shared, the CPU time per request is a steadier cost than the throughput,
+# which depends on the share of the CPU nginx gets.
+sub cpu_ns {
+	my ($pid) = @_;
+	open my $fh, '<', "/proc/$pid/schedstat" or return 0;
+	my ($ns) = split ' ', scalar <$fh>;
+	return $ns;
+}
+
+# One oha run against nginx $n; returns requests per second, latencies
+# (ms), failures (errors and any status but 200) and the worker's CPU time
+# per request (us).
 sub oha {
-	my ($port, %a) = @_;
+	my ($n, %a) = @_;
+	my $port = $n->{port};
 	my @cmd = ('taskset', '-c', $o{load_cpus}, $o{oha}, '--no-tui',
 		'--output-format', 'json', '--insecure', '--cert', $ccert,
 		'--key', $ckey, '-c', $a{connections} // $o{connections},
-		'-z', ($a{duration} // $o{duration}) . 's', '-w');
+		'-z', int(1000 * ($a{duration} // $o{duration})) . 'ms', '-w');
 	push @cmd, '--disable-keepalive' if $a{handshake};
 	push @cmd, '-q', $a{rate}, '--latency-correction' if $a{rate};
 	push @cmd, "https://127.0.0.1:$port/index.html";
+	my $cpu = cpu_ns($n->{worker});
 	open my $fh, '-|', @cmd or die "oha: $!\n";
 	my $out = do { local $/; <$fh> };
 	close $fh or die "oha failed ($?): @cmd\n";
+	$cpu = cpu_ns($n->{worker}) - $cpu;
 	my $j = JSON::PP::decode_json($out);
 	my $codes = $j->{statusCodeDistribution} // {};
 	my $errors = 0;
@@ -342,8 +358,11 @@ sub oha {
 	my $bad = $errors;
 	$bad += $codes->{$_} for grep { $_ ne '200' } keys %$codes;
 	my $pct = $j->{latencyPercentiles} // {};
+	my $requests = $errors;
+	$requests += $_ for values %$codes;
 	return {
 		rps => $j->{summary}{requestsPerSec},
+		cpu => $requests ? $cpu / 1000 / $requests : 0,
 		ok => $ok,
 		failed => $bad,
 		errors => $j->{errorDistribution} // {},
@@ -357,6 +376,15 @@ sub median {
 	my @s = sort { $a <=> $b } @_;
 	return undef unless @s;
 	return @s % 2 ? $s[$#s / 2] : ($s[@s / 2 - 1] + $s[@s / 2]) / 2;
+}
+
+# The median (min-max) over the rounds of $a's $key over $b's, each round
+# with its own.
+sub ratio {
+	my ($a, $b, $key) = @_;
+	my @q = mmm(map { $b->[$_]{$key} ? $a->[$_]{$key} / $b->[$_]{$key} : 0 }
+		0 .. $#$a);
+	return sprintf('%.3f (%.3f-%.3f)', $q[1], $q[0], $q[2]);
 }
 
 sub mmm {
@@ -383,13 +411,13 @@ if (@throughput) {
 		for my $s (@shapes) {
 			my ($shape, undef, $hs) = @$s;
 			# Warm-up of each server's worker and of the CPU caches.
-			oha($n{$_}{port}, handshake => $hs, duration => 0.5)
+			oha($n{$_}, handshake => $hs, duration => 0.5)
 				for $round == 1 ? @throughput : ();
 			for my $name (@throughput) {
-				my $r = oha($n{$name}{port}, handshake => $hs);
+				my $r = oha($n{$name}, handshake => $hs);
 				push @{$tp{$shape}{$name}}, $r;
-				say_(sprintf('round %d %-9s %-10s %8.0f req/s%s', $round,
-					$shape, $name, $r->{rps},
+				say_(sprintf('round %d %-9s %-10s %8.0f req/s %7.1f us/req%s',
+					$round, $shape, $name, $r->{rps}, $r->{cpu},
 					$r->{failed} ? " FAILED $r->{failed}" : ''));
 			}
 		}
@@ -424,7 +452,7 @@ if (want('reload')) {
 					POSIX::_exit(0);
 				}
 			}
-			my $r = oha($n->{port}, rate => $o{reload_rate},
+			my $r = oha($n, rate => $o{reload_rate},
 				connections => 8, duration => $o{reload_seconds});
 			waitpid($writer, 0) if $writer;
 			# The last file may still be loading.
@@ -484,7 +512,7 @@ if (want('memory')) {
 					cpus => "$o{nginx_cpus},$o{load_cpus}");
 				check($n);
 				# Give every worker connections, with the CRL looked up.
-				oha($n->{port}, handshake => 1, duration => 1,
+				oha($n, handshake => 1, duration => 1,
 					connections => 16);
 				Time::HiRes::sleep(0.5);
 				my @pids = family($n->{pid});
@@ -554,26 +582,31 @@ if (%tp) {
 		. ' other (interleaved). Requests per second: min / median / max over'
 		. ' the rounds. The ratio is taken within each round against the'
 		. ' baseline (or the map/if configuration named), then the median'
-		. ' (min-max) over the rounds.', '';
+		. ' (min-max) over the rounds. With the machine shared, the'
+		. ' throughput depends on the share of the CPU that nginx gets; the'
+		. ' CPU time of the nginx worker per request (from'
+		. ' /proc/PID/schedstat) measures the cost itself, and its ratio'
+		. ' (baseline over configuration, so that higher is faster, like the'
+		. ' throughput ratio) is the steadier figure.', '';
 	for my $s (@shapes) {
 		my ($shape, $title) = @$s;
 		my $base = $tp{$shape}{baseline};
 		push @md, "### $title", '',
-			'| configuration | req/s min | median | max | ratio to 1 | p50 ms | p99 ms | failed |',
-			'|---|---:|---:|---:|---|---:|---:|---:|';
+			'| configuration | req/s min | median | max | throughput ratio to 1 | CPU us/req | CPU ratio to 1 | p50 ms | p99 ms | failed |',
+			'|---|---:|---:|---:|---|---:|---|---:|---:|---:|';
 		for my $name (@throughput) {
 			my $rs = $tp{$shape}{$name};
 			my @rps = mmm(map { $_->{rps} } @$rs);
-			my $ratio = '';
+			my ($ratio, $cpu_ratio) = ('', '');
 			if ($base) {
-				my @q = mmm(map { $rs->[$_]{rps} / $base->[$_]{rps} }
-					0 .. $#$rs);
-				$ratio = sprintf('%.3f (%.3f-%.3f)', $q[1], $q[0], $q[2]);
+				$ratio = ratio($rs, $base, 'rps');
+				$cpu_ratio = ratio($base, $rs, 'cpu');
 			}
 			my $failed = 0;
 			$failed += $_->{failed} for @$rs;
-			push @md, sprintf('| %s | %s | %s | %s | %s | %s | %s | %d |',
+			push @md, sprintf('| %s | %s | %s | %s | %s | %.1f | %s | %s | %s | %d |',
 				$configs{$name}{label}, (map { f0($_) } @rps), $ratio,
+				median(map { $_->{cpu} } @$rs), $cpu_ratio,
 				f3(median(map { $_->{p50} } @$rs)),
 				f3(median(map { $_->{p99} } @$rs)), $failed);
 		}
@@ -581,19 +614,21 @@ if (%tp) {
 			([ 'names', 'map-10k' ], [ 'mtls-on', 'map-1' ]);
 		if (@vs) {
 			push @md, '', 'Module against map/if with the same names'
-				. ' (ratio of requests per second, within each round):', '';
+				. ' (within each round; above 1: the module is faster):', '';
 			for (@vs) {
 				my ($a, $b) = map { $tp{$shape}{$_} } @$_;
-				my @q = mmm(map { $a->[$_]{rps} / $b->[$_]{rps} } 0 .. $#$a);
-				push @md, sprintf('- %s / %s: %.3f (%.3f-%.3f)',
-					$configs{$_->[0]}{label}, $configs{$_->[1]}{label}, @q[1, 0, 2]);
+				push @md, sprintf('- %s against %s: throughput %s, CPU %s',
+					$configs{$_->[0]}{label}, $configs{$_->[1]}{label},
+					ratio($a, $b, 'rps'), ratio($b, $a, 'cpu'));
 			}
 		}
 		if ($base) {
 			my @b = mmm(map { $_->{rps} } @$base);
-			push @md, '', sprintf('Noise: the baseline varied by %.1f%% '
-				. '(max-min over median) across the rounds.',
-				100 * ($b[2] - $b[0]) / $b[1]);
+			my @c = mmm(map { $_->{cpu} } @$base);
+			push @md, '', sprintf('Noise: the baseline\'s throughput varied'
+				. ' by %.1f%% (max-min over median) across the rounds, its CPU'
+				. ' time per request by %.1f%%.',
+				100 * ($b[2] - $b[0]) / $b[1], 100 * ($c[2] - $c[0]) / $c[1]);
 		}
 		push @md, '';
 	}

@@ -70,7 +70,7 @@ fn decide(r: &Request) -> Verdict {
     // SAFETY: the request's connection is live while the request is.
     let cert = unsafe { client_cert(r.connection()) };
     let chain = match cert {
-        ClientCert::Verified(_, chain) => chain.as_deref(),
+        ClientCert::Verified(_, chain) => Some(&**chain),
         _ => None,
     };
     match lcf

@@ -8,15 +8,15 @@ use crate::conf::{LocConf, MainConf};
 use crate::identity::Identity;
 use crate::loader::now;
 use crate::policy::Reason;
-use crate::revocation::{issuer_key, Scope};
-use crate::tls::{client_cert, ClientCert, Link};
+use crate::revocation::{issuer_key, Key, Scope};
+use crate::tls::{client_cert, Chain, ClientCert, Link};
 use crate::Module;
 
 pub fn check(
     mcf: &MainConf,
     lcf: &LocConf,
     id: &Identity,
-    chain: Option<&[Link]>,
+    chain: Option<&Chain>,
 ) -> Result<(), Reason> {
     check_sources(mcf, lcf, id, chain).map_err(|(reason, _)| reason)
 }
@@ -36,7 +36,7 @@ pub fn source_note(r: &Request, reason: Reason) -> String {
     let ClientCert::Verified(id, chain) = (unsafe { client_cert(r.connection()) }) else {
         return String::new();
     };
-    match check_sources(mcf, lcf, id, chain.as_deref()) {
+    match check_sources(mcf, lcf, id, Some(chain)) {
         Err((_, Some(i))) => format!(", by \"{}\"", mcf.sources[i].path.display()),
         _ => String::new(),
     }
@@ -48,29 +48,36 @@ fn check_sources(
     mcf: &MainConf,
     lcf: &LocConf,
     id: &Identity,
-    chain: Option<&[Link]>,
+    chain: Option<&Chain>,
 ) -> Result<(), Failure> {
     let Some(shared) = &mcf.shared else {
         // Sources exist only with shared memory; none, nothing to check.
         return Ok(());
     };
-    for &i in lcf.policy.deny_lists.as_deref().unwrap_or_default() {
-        shared.with_table(i, |table| match table {
-            None => Err((Reason::DenyListMissing, Some(i))),
-            Some(t)
-                if t.denies_serial(id.serial.as_bytes())
-                    || t.denies_fingerprint(&id.fingerprint) =>
-            {
-                Err((Reason::Revoked, Some(i)))
-            }
-            Some(_) => Ok(()),
-        })?;
+    let deny_lists = lcf.policy.deny_lists.as_deref().unwrap_or_default();
+    if !deny_lists.is_empty() {
+        let (serial, fingerprint) = match chain {
+            Some(c) => (c.serial_key, c.fingerprint_key),
+            None => (
+                Key::serial(id.serial.as_bytes()),
+                Key::fingerprint(&id.fingerprint),
+            ),
+        };
+        for &i in deny_lists {
+            shared.with_table(i, |table| match table {
+                None => Err((Reason::DenyListMissing, Some(i))),
+                Some(t) if t.holds(serial) || t.holds(fingerprint) => {
+                    Err((Reason::Revoked, Some(i)))
+                }
+                Some(_) => Ok(()),
+            })?;
+        }
     }
     let Some(crls) = lcf.policy.crls.as_deref() else {
         return Ok(());
     };
     let rebuilt;
-    let links = match chain {
+    let links = match chain.and_then(|c| c.links.as_deref()) {
         Some(links) => links,
         None => {
             rebuilt = rebuild_chain(id, &mcf.cas);
@@ -94,10 +101,7 @@ fn check_sources(
                 }
                 Some(if now > info.next_update.saturating_add(lcf.crl_grace) {
                     Err((Reason::CrlStale, Some(i)))
-                } else if table
-                    .as_ref()?
-                    .is_revoked(&link.issuer_key, link.serial.as_bytes())
-                {
+                } else if table.as_ref()?.holds(link.crl_key) {
                     Err((Reason::Revoked, Some(i)))
                 } else {
                     Ok(())
@@ -122,11 +126,7 @@ fn check_sources(
 /// certificate then goes unchecked only if it is not among the CAs at all,
 /// which a verified chain rules out for `ssl_client_certificate` setups.
 fn rebuild_chain(id: &Identity, cas: &[X509]) -> Vec<Link> {
-    let mut links = vec![Link {
-        issuer_key: id.issuer_key,
-        serial: id.serial.clone(),
-        is_ca: false,
-    }];
+    let mut links = vec![Link::new(id.issuer_key, &id.serial, false)];
     let mut issuer = id.issuer_key;
     while links.len() < 16 {
         let Some(ca) = cas.iter().find(|ca| {

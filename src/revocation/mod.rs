@@ -11,4 +11,6 @@ pub mod testca;
 
 pub use crl::{check_newer, issuer_key, CrlError, CrlSummary, LoadedCrls};
 pub use denylist::{DenyListError, LoadedDenyList};
-pub use table::{CrlNumber, IssuerInfo, IssuerKey, Kind, Scope, Table, TableBuilder, TableError};
+pub use table::{
+    CrlNumber, IssuerInfo, IssuerKey, Key, Kind, Scope, Table, TableBuilder, TableError,
+};

@@ -473,6 +473,12 @@ impl<'a> Table<'a> {
         self.contains(crl_entry(issuer, serial))
     }
 
+    /// Whether the table holds `key`: the look-ups above with the hashing
+    /// done beforehand.
+    pub fn holds(&self, key: Key) -> bool {
+        self.contains(key.0)
+    }
+
     /// Whether the deny list names `serial`, whatever the issuer.
     pub fn denies_serial(&self, serial: &[u8]) -> bool {
         self.contains(serial_entry(serial))
@@ -578,6 +584,29 @@ fn bits_for(n: usize) -> u32 {
 fn bucket_of(key: u128, bits: u32) -> u64 {
     // With 0 bits, the shift is by 64: every entry is in bucket 0.
     ((key >> 64) as u64).checked_shr(64 - bits).unwrap_or(0)
+}
+
+/// A certificate's key in a table, for [`Table::holds`]. Hashing is most of
+/// a look-up's cost, and a certificate's keys never change: a connection
+/// computes them once for all its requests.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Key(u128);
+
+impl Key {
+    /// As [`Table::is_revoked`] looks it up.
+    pub fn crl(issuer: &IssuerKey, serial: &[u8]) -> Key {
+        Key(crl_entry(issuer, serial))
+    }
+
+    /// As [`Table::denies_serial`] looks it up.
+    pub fn serial(serial: &[u8]) -> Key {
+        Key(serial_entry(serial))
+    }
+
+    /// As [`Table::denies_fingerprint`] looks it up.
+    pub fn fingerprint(fingerprint: &Fingerprint) -> Key {
+        Key(fingerprint_entry(fingerprint))
+    }
 }
 
 fn crl_entry(issuer: &IssuerKey, serial: &[u8]) -> u128 {
@@ -695,6 +724,27 @@ mod tests {
         assert_eq!(table.issuer(&[1; 32]), Some(info(1, None)));
         assert_eq!(table.issuer(&[0; 32]), None);
         assert_eq!(table.issuer(&[9; 32]), None);
+    }
+
+    #[test]
+    fn precomputed_keys_find_what_look_ups_find() {
+        let bytes = crl_table();
+        let table = Table::new(&bytes).unwrap();
+        assert!(table.holds(Key::crl(&[1; 32], &[0x00, 0x80])));
+        assert!(table.holds(Key::crl(&[2; 32], &[0x10, 0x02])));
+        assert!(!table.holds(Key::crl(&[2; 32], &[0x10, 0x01])));
+        assert!(!table.holds(Key::serial(&[0x10, 0x01])));
+
+        let mut builder = TableBuilder::new(Kind::DenyList);
+        builder.add_serial(&[0x1a, 0x2b]);
+        builder.add_fingerprint(&[0xab; 32]);
+        let bytes = builder.finish().unwrap();
+        let table = Table::new(&bytes).unwrap();
+        assert!(table.holds(Key::serial(&[0, 0x1a, 0x2b])));
+        assert!(!table.holds(Key::serial(&[0x1a])));
+        assert!(table.holds(Key::fingerprint(&[0xab; 32])));
+        assert!(!table.holds(Key::fingerprint(&[0xac; 32])));
+        assert!(!table.holds(Key::crl(&[0xab; 32], &[0x1a, 0x2b])));
     }
 
     #[test]

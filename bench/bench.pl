@@ -643,16 +643,18 @@ if (%reload) {
 		. ' temporary file, then renamed over the old one) with the next CRL'
 		. " number. $o{reload_rounds} rounds, still and rewrite alternating."
 		. ' Latencies in ms, min / median / max over the rounds.', '',
-		'| run | p50 | p99 | max | failed requests | reloads seen in mtls_status |',
-		'|---|---|---|---|---:|---|';
+		'| run | p50 | p99 | max | failed requests | files written | reloads seen in mtls_status | CRL number in force at the end |',
+		'|---|---|---|---|---:|---:|---|---|';
 	for my $mode (qw(still rewrite)) {
 		my $rs = $reload{$mode};
 		my $failed = 0;
 		$failed += $_->{failed} for @$rs;
-		push @md, sprintf('| %s | %s | %s | %s | %d | %s |', $mode,
+		push @md, sprintf('| %s | %s | %s | %s | %d | %d | %s | %s |', $mode,
 			(map { my $k = $_; join(' / ', map { f2($_) }
 				mmm(map { $_->{$k} } @$rs)) } qw(p50 p99 max)),
-			$failed, join(', ', map { $_->{reloads} } @$rs));
+			$failed, $mode eq 'rewrite' ? $o{reload_seconds} - 1 : 0,
+			join(', ', map { $_->{reloads} } @$rs),
+			join(', ', map { $_->{number} // '?' } @$rs));
 	}
 	my @errors = grep { defined } map { $_->{last_error} } @{$reload{rewrite}};
 	my @d = map { $reload{rewrite}[$_]{max} - $reload{still}[$_]{max} }
@@ -664,6 +666,9 @@ if (%reload) {
 			? 'NO' : 'yes') . '.',
 		(@errors ? ('Errors reported by mtls_status: ' . join('; ', @errors)
 			. '.') : 'mtls_status reported no load error.'),
+		'A file replaced while the previous one is still being read is'
+		. ' picked up with the next check: fewer reloads than files means'
+		. ' that some were skipped for a newer one, not lost.',
 		'';
 }
 

@@ -29,30 +29,37 @@ pub enum ClientCert {
 #[derive(Clone, Debug)]
 pub struct Link {
     pub issuer_key: IssuerKey,
+    pub serial: Serial,
     pub is_ca: bool,
-    /// Its serial's key in CRL tables.
-    pub crl_key: Key,
+    crl_key: OnceLock<Key>,
 }
 
-/// What revocation needs of a verified connection, computed once for all
-/// its requests.
+/// What revocation needs of a verified connection. The table keys are
+/// hashed on first use, once for all the connection's requests, and not at
+/// all where no revocation source is in effect.
 pub struct Chain {
     /// The verified chain below its root, leaf first. `None` where OpenSSL
     /// kept no chain (a resumed TLS session): then it is rebuilt from the
     /// configured CA certificates.
     pub links: Option<Vec<Link>>,
-    /// The leaf's keys in deny-list tables.
-    pub serial_key: Key,
-    pub fingerprint_key: Key,
+    deny_keys: OnceLock<(Key, Key)>,
 }
 
 impl Link {
-    pub fn new(issuer_key: IssuerKey, serial: &Serial, is_ca: bool) -> Link {
+    pub fn new(issuer_key: IssuerKey, serial: Serial, is_ca: bool) -> Link {
         Link {
-            crl_key: Key::crl(&issuer_key, serial.as_bytes()),
             issuer_key,
+            serial,
             is_ca,
+            crl_key: OnceLock::new(),
         }
+    }
+
+    /// Its key in CRL tables.
+    pub fn crl_key(&self) -> Key {
+        *self
+            .crl_key
+            .get_or_init(|| Key::crl(&self.issuer_key, self.serial.as_bytes()))
     }
 
     /// The serial is taken from the DER content octets, as CRL entries are,
@@ -63,7 +70,7 @@ impl Link {
         let (_, parsed) = X509Certificate::from_der(&der).ok()?;
         Some(Link::new(
             issuer_key(parsed.issuer().as_raw()),
-            &Serial::from_der_content(parsed.raw_serial()),
+            Serial::from_der_content(parsed.raw_serial()),
             is_ca,
         ))
     }
@@ -73,9 +80,19 @@ impl Chain {
     fn of(ssl: &SslRef, leaf: &Identity) -> Chain {
         Chain {
             links: verified_chain(ssl, leaf),
-            serial_key: Key::serial(leaf.serial.as_bytes()),
-            fingerprint_key: Key::fingerprint(&leaf.fingerprint),
+            deny_keys: OnceLock::new(),
         }
+    }
+
+    /// The keys of `leaf`, this chain's leaf, in deny-list tables: its
+    /// serial and its fingerprint.
+    pub fn deny_keys(&self, leaf: &Identity) -> (Key, Key) {
+        *self.deny_keys.get_or_init(|| {
+            (
+                Key::serial(leaf.serial.as_bytes()),
+                Key::fingerprint(&leaf.fingerprint),
+            )
+        })
     }
 }
 
@@ -86,7 +103,7 @@ impl Chain {
 fn verified_chain(ssl: &SslRef, leaf: &Identity) -> Option<Vec<Link>> {
     let chain = ssl.verified_chain()?;
     let len = chain.len();
-    let leaf = Link::new(leaf.issuer_key, &leaf.serial, false);
+    let leaf = Link::new(leaf.issuer_key, leaf.serial.clone(), false);
     std::iter::once(Some(leaf))
         .chain(
             chain

@@ -57,7 +57,7 @@ fn check_sources(
     let deny_lists = lcf.policy.deny_lists.as_deref().unwrap_or_default();
     if !deny_lists.is_empty() {
         let (serial, fingerprint) = match chain {
-            Some(c) => (c.serial_key, c.fingerprint_key),
+            Some(c) => c.deny_keys(id),
             None => (
                 Key::serial(id.serial.as_bytes()),
                 Key::fingerprint(&id.fingerprint),
@@ -101,7 +101,7 @@ fn check_sources(
                 }
                 Some(if now > info.next_update.saturating_add(lcf.crl_grace) {
                     Err((Reason::CrlStale, Some(i)))
-                } else if table.as_ref()?.holds(link.crl_key) {
+                } else if table.as_ref()?.holds(link.crl_key()) {
                     Err((Reason::Revoked, Some(i)))
                 } else {
                     Ok(())
@@ -126,7 +126,7 @@ fn check_sources(
 /// certificate then goes unchecked only if it is not among the CAs at all,
 /// which a verified chain rules out for `ssl_client_certificate` setups.
 fn rebuild_chain(id: &Identity, cas: &[X509]) -> Vec<Link> {
-    let mut links = vec![Link::new(id.issuer_key, &id.serial, false)];
+    let mut links = vec![Link::new(id.issuer_key, id.serial.clone(), false)];
     let mut issuer = id.issuer_key;
     while links.len() < 16 {
         let Some(ca) = cas.iter().find(|ca| {

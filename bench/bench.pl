@@ -413,7 +413,10 @@ if (@throughput) {
 			# Warm-up of each server's worker and of the CPU caches.
 			oha($n{$_}, handshake => $hs, duration => 0.5)
 				for $round == 1 ? @throughput : ();
-			for my $name (@throughput) {
+			# Each round starts with the next configuration, so that none
+			# always runs first or right after a given other.
+			my $k = ($round - 1) % @throughput;
+			for my $name (@throughput[$k .. $#throughput, 0 .. $k - 1]) {
 				my $r = oha($n{$name}, handshake => $hs);
 				push @{$tp{$shape}{$name}}, $r;
 				say_(sprintf('round %d %-9s %-10s %8.0f req/s %7.1f us/req%s',
@@ -579,7 +582,8 @@ if (%tp) {
 	push @md, '## Throughput', '',
 		"$o{rounds} rounds; in each round every configuration runs for"
 		. " $o{duration} s with $o{connections} connections, one after the"
-		. ' other (interleaved). Requests per second: min / median / max over'
+		. ' other (interleaved; each round starts with the next'
+		. ' configuration). Requests per second: min / median / max over'
 		. ' the rounds. The ratio is taken within each round against the'
 		. ' baseline (or the map/if configuration named), then the median'
 		. ' (min-max) over the rounds. With the machine shared, the'

@@ -158,14 +158,6 @@ impl Loader {
 
     /// The thread's body: check every source each interval until stopped.
     pub fn run(self: Arc<Self>) {
-        // Parsing a large CRL takes seconds of CPU; where the worker is
-        // pinned to one CPU, its event loop should win it. Nice 10 still
-        // leaves the thread a tenth of a busy CPU, so reloads go on.
-        // SAFETY: on Linux, PRIO_PROCESS with 0 sets the calling thread's
-        // nice value only; a failure leaves the priority as it was.
-        unsafe {
-            libc::setpriority(libc::PRIO_PROCESS, 0, 10);
-        }
         let mut seen = self.loaded.clone();
         // The identity of a file that failed, so it is reported once.
         let mut failed: Vec<Option<Result<FileId, String>>> = vec![None; self.sources.len()];

@@ -41,7 +41,9 @@ pub struct Chain {
     /// The verified chain below its root, leaf first. `None` where OpenSSL
     /// kept no chain (a resumed TLS session): then it is rebuilt from the
     /// configured CA certificates.
-    pub links: Option<Vec<Link>>,
+    links: Option<Vec<Link>>,
+    /// The chain rebuilt for a resumed session, once per connection.
+    rebuilt: OnceLock<Vec<Link>>,
     deny_keys: OnceLock<(Key, Key)>,
 }
 
@@ -80,7 +82,17 @@ impl Chain {
     fn of(ssl: &SslRef, leaf: &Identity) -> Chain {
         Chain {
             links: verified_chain(ssl, leaf),
+            rebuilt: OnceLock::new(),
             deny_keys: OnceLock::new(),
+        }
+    }
+
+    /// The verified chain, or where OpenSSL kept none, the one `rebuild`
+    /// makes, kept for the connection's next requests.
+    pub fn links(&self, rebuild: impl FnOnce() -> Vec<Link>) -> &[Link] {
+        match &self.links {
+            Some(links) => links,
+            None => self.rebuilt.get_or_init(rebuild),
         }
     }
 

@@ -77,8 +77,8 @@ fn check_sources(
         return Ok(());
     };
     let rebuilt;
-    let links = match chain.and_then(|c| c.links.as_deref()) {
-        Some(links) => links,
+    let links = match chain {
+        Some(c) => c.links(|| rebuild_chain(id, &mcf.cas)),
         None => {
             rebuilt = rebuild_chain(id, &mcf.cas);
             &rebuilt

@@ -647,7 +647,6 @@ fn array<const N: usize>(bytes: &[u8]) -> [u8; N] {
 
 #[cfg(test)]
 mod tests {
-
     use super::*;
 
     /// xorshift64*, for reproducible keys and corruptions.

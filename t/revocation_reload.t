@@ -155,18 +155,20 @@ like(Mtls::wait_log($t, $mark, qr/worker process $old exited/),
 # a broken file does not keep "nginx -s" from signalling the master (the
 # signalling process parses the configuration to find the pid file); a
 # reload with it is refused by the master, which keeps the data in force
+# (the signaller's output is checked, not its exit code: under
+# scripts/sanitize, LeakSanitizer sets it for nginx's own leaks)
 
 Mtls::write_atomic("$d/ca.crl", "not a CRL\n");
 $mark = Mtls::log_mark($t);
 my $out = `$Test::Nginx::NGINX -p $d/ -c nginx.conf -e $d/error.log -s reopen 2>&1`;
-is($? >> 8, 0, 'signaller: exit code with a broken CRL file') or diag($out);
+unlike($out, qr/\[emerg\]/, 'signaller: no error with a broken CRL file');
 like(Mtls::wait_log($t, $mark, qr/reopening logs/), qr/reopening logs/,
 	'signaller: master reopened its logs');
 
 @workers = workers();
 $mark = Mtls::log_mark($t);
 $out = `$Test::Nginx::NGINX -p $d/ -c nginx.conf -e $d/error.log -s reload 2>&1`;
-is($? >> 8, 0, 'signaller: reload sent') or diag($out);
+unlike($out, qr/\[emerg\]/, 'signaller: reload sent');
 like(Mtls::wait_log($t, $mark, qr/\[emerg\]/), qr/\[emerg\] .*ca\.crl/,
 	'signaller: the master refuses the reload');
 is(get('bob'), '200 allow', 'signaller: data in force kept');

@@ -11,7 +11,7 @@ use std::hint::black_box;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use ngx_http_mtls_module::revocation::testca::{CrlSpec, TestCa};
+use ngx_http_mtls_module::revocation::testca::{CrlSpec, Rng, TestCa};
 use ngx_http_mtls_module::revocation::{crl, IssuerKey, Kind, Table, TableBuilder};
 use openssl::x509::X509;
 
@@ -19,27 +19,6 @@ const QUERIES: usize = 1 << 16;
 const LOOKUPS: usize = 1_000_000;
 const RUNS: usize = 5;
 const BIG: usize = 1_000_000;
-
-/// xorshift64*, for reproducible serials.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-
-    /// 16 bytes without a leading zero: distinct arrays, distinct serials.
-    fn serial(&mut self) -> [u8; 16] {
-        let mut out = [0; 16];
-        out[..8].copy_from_slice(&self.next().to_be_bytes());
-        out[8..].copy_from_slice(&self.next().to_be_bytes());
-        out[0] |= 1;
-        out
-    }
-}
 
 fn time(f: &mut dyn FnMut()) -> Duration {
     let start = Instant::now();
@@ -72,7 +51,7 @@ fn main() {
         let bytes = builder.finish().expect("table");
         let table = Table::new(&bytes).expect("table");
         let hits: Vec<[u8; 16]> = (0..QUERIES)
-            .map(|_| serials[rng.next() as usize % n])
+            .map(|_| serials[rng.next_u64() as usize % n])
             .collect();
         let misses: Vec<[u8; 16]> = (0..QUERIES).map(|_| rng.serial()).collect();
         // The best of RUNS runs: the machine may be busy with other work.

@@ -225,13 +225,13 @@ my @variants = (
 	[ 8445, 'TLSv1_3', 'tickets, TLS 1.3' ],
 );
 
-my @ctx = map { client_ctx("$d/alice", $_->[1]) } @variants;
+my @ctx = map { Mtls::client_ctx("$d/alice", $_->[1]) } @variants;
 
 for my $i (0 .. $#variants) {
 	my ($port, undef, $name) = @{$variants[$i]};
 
-	my $full = resumed_get($port, $ctx[$i], '/resume');
-	my $again = resumed_get($port, $ctx[$i], '/resume');
+	my $full = Mtls::resumed_get(port($port), $ctx[$i], '/resume');
+	my $again = Mtls::resumed_get(port($port), $ctx[$i], '/resume');
 
 	is(outcome($full) . ' ' . (header($full, 'X-Reused') // ''),
 		'200 allow .', "$name: full handshake");
@@ -244,7 +244,7 @@ revoke('resume.txt', "10:02\n");
 for my $i (0 .. $#variants) {
 	my ($port, undef, $name) = @{$variants[$i]};
 
-	my $r = resumed_get($port, $ctx[$i], '/resume');
+	my $r = Mtls::resumed_get(port($port), $ctx[$i], '/resume');
 
 	is(outcome($r) . ' ' . (header($r, 'X-Reused') // ''),
 		'403 deny revoked r', "$name: resumed, revoked");
@@ -253,13 +253,13 @@ for my $i (0 .. $#variants) {
 # a resumed session of a certificate below an intermediate, which the
 # root's CRL then revokes: the chain is not in the session
 
-my $ctx_deep = client_ctx("$d/deep", 'TLSv1_3');
-my $ctx_alice = client_ctx("$d/alice", 'TLSv1_3');
+my $ctx_deep = Mtls::client_ctx("$d/deep", 'TLSv1_3');
+my $ctx_alice = Mtls::client_ctx("$d/alice", 'TLSv1_3');
 
-resumed_get(8446, $ctx_deep, '/');
-resumed_get(8446, $ctx_alice, '/');
+Mtls::resumed_get(port(8446), $ctx_deep, '/');
+Mtls::resumed_get(port(8446), $ctx_alice, '/');
 
-my $r = resumed_get(8446, $ctx_deep, '/');
+my $r = Mtls::resumed_get(port(8446), $ctx_deep, '/');
 
 is(outcome($r) . ' ' . (header($r, 'X-Reused') // ''), '200 allow r',
 	'chain: resumed, allowed');
@@ -272,17 +272,17 @@ Mtls::write_atomic("$d/ca.crl", $t->read_file('ca.crl.next'));
 like(Mtls::wait_log($t, $mark, qr/mtls: .*ca\.crl/),
 	qr/mtls: reloaded "\Q$d\E\/ca\.crl", 1 entries in \d+ ms$/, 'chain: CRL reloaded');
 
-$r = resumed_get(8446, $ctx_deep, '/');
+$r = Mtls::resumed_get(port(8446), $ctx_deep, '/');
 
 is(outcome($r) . ' ' . (header($r, 'X-Reused') // ''),
 	'403 deny revoked r', 'chain: resumed, intermediate revoked');
 
-$r = resumed_get(8446, $ctx_alice, '/');
+$r = Mtls::resumed_get(port(8446), $ctx_alice, '/');
 
 is(outcome($r) . ' ' . (header($r, 'X-Reused') // ''), '200 allow r',
 	'chain: resumed, other branch allowed');
 
-$r = resumed_get(8446, client_ctx("$d/deep"), '/');
+$r = Mtls::resumed_get(port(8446), Mtls::client_ctx("$d/deep"), '/');
 
 is(outcome($r), '403 deny revoked', 'chain: full handshake, revoked');
 
@@ -455,61 +455,6 @@ sub revoke {
 	Mtls::write_atomic("$d/$name", $content);
 	Mtls::wait_log($t, $mark, qr/mtls: reloaded "\Q$d\E\/\Q$name\E"/)
 		or diag("no reload of $name logged");
-}
-
-# a TLS client context with a session cache, as in nginx's
-# ssl_session_reuse.t
-
-sub client_ctx {
-	my ($cert, $version) = @_;
-
-	require IO::Socket::SSL;
-
-	my $crt = -f "$cert.chain.crt" ? "$cert.chain.crt" : "$cert.crt";
-
-	return IO::Socket::SSL::SSL_Context->new(
-		SSL_verify_mode => IO::Socket::SSL::SSL_VERIFY_NONE(),
-		SSL_session_cache_size => 10,
-		SSL_cert_file => $crt,
-		SSL_key_file => "$cert.key",
-		$version ? (SSL_version => $version) : (),
-	);
-}
-
-# one HTTP/1.0 request on a new connection with the context's session
-
-sub resumed_get {
-	my ($port, $ctx, $uri) = @_;
-
-	my $r;
-
-	eval {
-		local $SIG{ALRM} = sub { die "timeout\n" };
-		local $SIG{PIPE} = sub { die "sigpipe\n" };
-		alarm(10);
-
-		my $s = IO::Socket::SSL->new(
-			PeerAddr => '127.0.0.1:' . port($port),
-			SSL_reuse_ctx => $ctx,
-			SSL_hostname => 'localhost',
-			Timeout => 8,
-		) or die "connect: $! $IO::Socket::SSL::SSL_ERROR\n";
-
-		$s->print("GET $uri HTTP/1.0\x0d\x0aHost: localhost\x0d\x0a\x0d\x0a");
-
-		my $buf = '';
-		while ($s->sysread(my $chunk, 16384)) {
-			$buf .= $chunk;
-		}
-
-		$s->close();
-		alarm(0);
-		$r = $buf;
-	};
-	alarm(0);
-
-	warn "# resumed_get $uri: $@" if $@;
-	return $r;
 }
 
 # worker processes of the master

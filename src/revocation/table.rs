@@ -648,26 +648,7 @@ fn array<const N: usize>(bytes: &[u8]) -> [u8; N] {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// xorshift64*, for reproducible keys and corruptions.
-    struct Rng(u64);
-
-    impl Rng {
-        fn next(&mut self) -> u64 {
-            self.0 ^= self.0 >> 12;
-            self.0 ^= self.0 << 25;
-            self.0 ^= self.0 >> 27;
-            self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-        }
-
-        fn serial(&mut self) -> [u8; 16] {
-            let mut out = [0; 16];
-            out[..8].copy_from_slice(&self.next().to_be_bytes());
-            out[8..].copy_from_slice(&self.next().to_be_bytes());
-            out[0] |= 1; // no leading zero byte: distinct arrays, distinct serials
-            out
-        }
-    }
+    use crate::revocation::testca::Rng;
 
     fn info(key: u8, number: Option<u64>) -> IssuerInfo {
         IssuerInfo {
@@ -1031,10 +1012,10 @@ mod tests {
         for round in 0..20_000 {
             let mut bytes = good.clone();
             for _ in 0..1 + round % 4 {
-                let at = rng.next() as usize % bytes.len();
-                bytes[at] ^= 1 << (rng.next() % 8);
+                let at = rng.next_u64() as usize % bytes.len();
+                bytes[at] ^= 1 << (rng.next_u64() % 8);
                 if round % 3 == 0 {
-                    bytes[at] = rng.next() as u8;
+                    bytes[at] = rng.next_u64() as u8;
                 }
             }
             probe(&bytes);

@@ -142,6 +142,27 @@ impl TestCa {
     }
 }
 
+/// xorshift64*, for reproducible serials, keys and corruptions.
+pub struct Rng(pub u64);
+
+impl Rng {
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+
+    /// 16 bytes without a leading zero: distinct arrays, distinct serials.
+    pub fn serial(&mut self) -> [u8; 16] {
+        let mut out = [0; 16];
+        out[..8].copy_from_slice(&self.next_u64().to_be_bytes());
+        out[8..].copy_from_slice(&self.next_u64().to_be_bytes());
+        out[0] |= 1;
+        out
+    }
+}
+
 /// The fields of a test CRL. Times are UTCTime, `YYMMDDHHMMSSZ`.
 #[derive(Clone)]
 pub struct CrlSpec {

@@ -75,8 +75,11 @@ fn decide(r: &Request) -> Verdict {
     };
     match lcf
         .policy
-        .decide(&cert.peer(), |id| revocation::check(mcf, lcf, id, chain))
-    {
+        // The policy asks only about a verified certificate, which always
+        // has its chain; without one, fail closed.
+        .decide(&cert.peer(), |id| {
+            chain.map_or(Err(Reason::BadCert), |c| revocation::check(mcf, lcf, id, c))
+        }) {
         Ok(()) => Verdict::Allow,
         Err(reason) => Verdict::Deny(reason),
     }

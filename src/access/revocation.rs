@@ -8,16 +8,11 @@ use crate::conf::{LocConf, MainConf};
 use crate::identity::Identity;
 use crate::loader::now;
 use crate::policy::Reason;
-use crate::revocation::{issuer_key, Key, Scope};
+use crate::revocation::{issuer_key, Scope};
 use crate::tls::{client_cert, Chain, ClientCert, Link};
 use crate::Module;
 
-pub fn check(
-    mcf: &MainConf,
-    lcf: &LocConf,
-    id: &Identity,
-    chain: Option<&Chain>,
-) -> Result<(), Reason> {
+pub fn check(mcf: &MainConf, lcf: &LocConf, id: &Identity, chain: &Chain) -> Result<(), Reason> {
     check_sources(mcf, lcf, id, chain).map_err(|(reason, _)| reason)
 }
 
@@ -36,7 +31,7 @@ pub fn source_note(r: &Request, reason: Reason) -> String {
     let ClientCert::Verified(id, chain) = (unsafe { client_cert(r.connection()) }) else {
         return String::new();
     };
-    match check_sources(mcf, lcf, id, Some(chain)) {
+    match check_sources(mcf, lcf, id, chain) {
         Err((_, Some(i))) => format!(", by \"{}\"", mcf.sources[i].path.display()),
         _ => String::new(),
     }
@@ -48,7 +43,7 @@ fn check_sources(
     mcf: &MainConf,
     lcf: &LocConf,
     id: &Identity,
-    chain: Option<&Chain>,
+    chain: &Chain,
 ) -> Result<(), Failure> {
     let Some(shared) = &mcf.shared else {
         // Sources exist only with shared memory; none, nothing to check.
@@ -56,13 +51,7 @@ fn check_sources(
     };
     let deny_lists = lcf.policy.deny_lists.as_deref().unwrap_or_default();
     if !deny_lists.is_empty() {
-        let (serial, fingerprint) = match chain {
-            Some(c) => c.deny_keys(id),
-            None => (
-                Key::serial(id.serial.as_bytes()),
-                Key::fingerprint(&id.fingerprint),
-            ),
-        };
+        let (serial, fingerprint) = chain.deny_keys(id);
         for &i in deny_lists {
             shared.with_table(i, |table| match table {
                 None => Err((Reason::DenyListMissing, Some(i))),
@@ -76,14 +65,7 @@ fn check_sources(
     let Some(crls) = lcf.policy.crls.as_deref() else {
         return Ok(());
     };
-    let rebuilt;
-    let links = match chain {
-        Some(c) => c.links(|| rebuild_chain(id, &mcf.cas)),
-        None => {
-            rebuilt = rebuild_chain(id, &mcf.cas);
-            &rebuilt
-        }
-    };
+    let links = chain.links(|| rebuild_chain(id, &mcf.cas));
     let checked = if lcf.crl_chain != 0 { links.len() } else { 1 };
     let now = now();
     for link in &links[..checked.min(links.len())] {

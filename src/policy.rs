@@ -126,7 +126,7 @@ impl IdentityRules {
     pub fn matches(&self, id: &Identity) -> bool {
         id.cn.as_ref().is_some_and(|cn| self.cns.contains(cn))
             || self.dns.contains(&id.subject)
-            || self.fingerprints.contains(&id.fingerprint)
+            || self.fingerprints.contains(id.fingerprint())
             || self.matches_san(id)
             || id
                 .spiffe_id

@@ -102,7 +102,7 @@ impl Chain {
         *self.deny_keys.get_or_init(|| {
             (
                 Key::serial(leaf.serial.as_bytes()),
-                Key::fingerprint(&leaf.fingerprint),
+                Key::fingerprint(leaf.fingerprint()),
             )
         })
     }
@@ -154,7 +154,7 @@ impl ClientCert {
             return ClientCert::Unverified(verify);
         }
         match cert.to_der().map_err(|e| e.to_string()) {
-            Ok(der) => match Identity::from_der(&der) {
+            Ok(der) => match Identity::from_der(der) {
                 Ok(id) => {
                     let chain = Chain::of(ssl, &id);
                     ClientCert::Verified(Box::new(id), Box::new(chain))

@@ -118,7 +118,7 @@ fn certificate_value(id: &Identity, var: Var) -> String {
         Var::Issuer => id.issuer.to_rfc4514(),
         Var::Cn => id.cn.as_deref().map(escape_value).unwrap_or_default(),
         Var::Serial => id.serial.to_string(),
-        Var::Fingerprint => lower_hex(&id.fingerprint),
+        Var::Fingerprint => lower_hex(id.fingerprint()),
         Var::SanDns => list(&mut id.sans.dns.iter().map(|s| escape_list_item(s))),
         Var::SanEmail => list(&mut id.sans.email.iter().map(|s| escape_list_item(s))),
         Var::SanUri => list(&mut id.sans.uri.iter().map(|s| escape_list_item(s))),

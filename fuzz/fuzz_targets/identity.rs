@@ -38,10 +38,10 @@ fuzz_target!(|data: &[u8]| {
         Err(Reason::SerialDenied)
     );
 
-    let fingerprint = format!("sha256:{}", lower_hex(&id.fingerprint));
-    assert_eq!(parse_fingerprint(&fingerprint), Ok(id.fingerprint));
+    let fingerprint = format!("sha256:{}", lower_hex(id.fingerprint()));
+    assert_eq!(parse_fingerprint(&fingerprint), Ok(*id.fingerprint()));
     let mut rules = IdentityRules::default();
-    rules.add_fingerprint(id.fingerprint);
+    rules.add_fingerprint(*id.fingerprint());
     assert!(rules.matches(&id));
 
     if let Some(cn) = &id.cn {

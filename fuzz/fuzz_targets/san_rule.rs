@@ -10,24 +10,14 @@
 use std::net::IpAddr;
 
 use libfuzzer_sys::fuzz_target;
-use ngx_http_mtls_module::hex::Serial;
-use ngx_http_mtls_module::identity::dn::Dn;
 use ngx_http_mtls_module::identity::san::{self, SanRule, Sans};
 use ngx_http_mtls_module::identity::Identity;
 use ngx_http_mtls_module::policy::IdentityRules;
 
 fn identity(sans: Sans) -> Identity {
-    Identity {
-        subject: Dn(Vec::new()),
-        issuer: Dn(Vec::new()),
-        issuer_key: [0; 32],
-        cn: None,
-        serial: Serial::default(),
-        fingerprint: [0; 32],
-        sans,
-        spiffe_id: None,
-        not_after: 0,
-    }
+    let mut id = Identity::default();
+    id.sans = sans;
+    id
 }
 
 fn matches(rule: &SanRule, sans: Sans) -> bool {

@@ -85,7 +85,7 @@ pub struct Ava {
 pub struct Rdn(pub Vec<Ava>);
 
 /// A distinguished name in DER order: the most significant RDN first.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
 pub struct Dn(pub Vec<Rdn>);
 
 #[derive(Debug, thiserror::Error, PartialEq)]

@@ -1,12 +1,23 @@
 //! Certificate identity: everything the policy and the variables need from a
 //! client certificate, read once from its DER encoding.
+//!
+//! This runs once per TLS handshake, so it reads only what it must:
+//! x509-parser leaves the extensions unparsed but for the three read here,
+//! and the fingerprint is hashed on first use.
 
 pub mod dn;
 pub mod san;
 pub mod spiffe;
 
-use x509_parser::oid_registry::OID_X509_EXT_BASIC_CONSTRAINTS;
-use x509_parser::prelude::{FromDer, ParsedExtension, X509Certificate, X509Error};
+use std::sync::OnceLock;
+
+use x509_parser::certificate::X509CertificateParser;
+use x509_parser::extensions::{BasicConstraints, KeyUsage, SubjectAlternativeName};
+use x509_parser::nom::Parser;
+use x509_parser::oid_registry::{
+    Oid, OID_X509_EXT_BASIC_CONSTRAINTS, OID_X509_EXT_KEY_USAGE, OID_X509_EXT_SUBJECT_ALT_NAME,
+};
+use x509_parser::prelude::{FromDer, X509Certificate, X509Error};
 
 use crate::hex::{Fingerprint, Serial};
 use dn::{AvaValue, Dn, OID_CN};
@@ -33,7 +44,7 @@ impl IdentityError {
     }
 }
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Default)]
 pub struct Identity {
     pub subject: Dn,
     pub issuer: Dn,
@@ -42,7 +53,9 @@ pub struct Identity {
     /// The subject's CN when there is exactly one and it is a string.
     pub cn: Option<String>,
     pub serial: Serial,
-    pub fingerprint: Fingerprint,
+    /// The certificate, for its fingerprint.
+    der: Box<[u8]>,
+    fingerprint: OnceLock<Fingerprint>,
     pub sans: Sans,
     /// Set only for a valid X.509-SVID.
     pub spiffe_id: Option<SpiffeId>,
@@ -51,14 +64,16 @@ pub struct Identity {
 }
 
 impl Identity {
-    pub fn from_der(der: &[u8]) -> Result<Identity, IdentityError> {
-        let (_, cert) =
-            X509Certificate::from_der(der).map_err(|e| IdentityError::Parse(e.to_string()))?;
+    pub fn from_der(der: impl Into<Box<[u8]>>) -> Result<Identity, IdentityError> {
+        let der = der.into();
+        let (_, cert) = X509CertificateParser::new()
+            .with_deep_parse_extensions(false)
+            .parse(&der)
+            .map_err(|e| IdentityError::Parse(e.to_string()))?;
         let subject = Dn::from_x509(cert.subject());
-        let sans = cert
-            .subject_alternative_name()
+        let sans = extension::<SubjectAlternativeName>(&cert, &OID_X509_EXT_SUBJECT_ALT_NAME)
             .map_err(IdentityError::extension("subjectAltName"))?
-            .map(|ext| Sans::from_general_names(&ext.value.general_names))
+            .map(|ext| Sans::from_general_names(&ext.general_names))
             .unwrap_or_default();
         let spiffe_id = svid_id(&cert, &sans)?;
         Ok(Identity {
@@ -67,11 +82,35 @@ impl Identity {
             issuer_key: crate::revocation::issuer_key(cert.issuer().as_raw()),
             subject,
             serial: Serial::from_der_content(cert.raw_serial()),
-            fingerprint: openssl::sha::sha256(der),
             sans,
             spiffe_id,
             not_after: cert.validity().not_after.timestamp(),
+            fingerprint: OnceLock::new(),
+            der,
         })
+    }
+
+    /// The SHA-256 of the certificate's DER encoding, hashed on first use:
+    /// only fingerprint rules, deny lists and `$mtls_fingerprint` need it.
+    pub fn fingerprint(&self) -> &Fingerprint {
+        self.fingerprint
+            .get_or_init(|| openssl::sha::sha256(&self.der))
+    }
+}
+
+/// The value of the extension `oid`, which must be unique and well formed;
+/// `None` without one. What follows the value in its OCTET STRING is
+/// ignored, as x509-parser's own reading of extensions does.
+fn extension<'a, T: FromDer<'a, X509Error>>(
+    cert: &X509Certificate<'a>,
+    oid: &Oid,
+) -> Result<Option<T>, X509Error> {
+    match cert.get_extension_unique(oid)? {
+        None => Ok(None),
+        Some(ext) => match T::from_der(ext.value) {
+            Ok((_, value)) => Ok(Some(value)),
+            Err(_) => Err(X509Error::InvalidExtensions),
+        },
     }
 }
 
@@ -110,22 +149,14 @@ fn svid_id(cert: &X509Certificate<'_>, sans: &Sans) -> Result<Option<SpiffeId>, 
     let [uri] = sans.uri.as_slice() else {
         return Ok(None);
     };
-    // Read here, not with `basic_constraints()`, which takes a malformed
-    // extension for an absent one: for a CA, not a CA.
-    let ca = match cert
-        .get_extension_unique(&OID_X509_EXT_BASIC_CONSTRAINTS)
+    // A malformed extension is an error, not an absent one: for
+    // basicConstraints, that would read a CA as not a CA.
+    let ca = extension::<BasicConstraints>(cert, &OID_X509_EXT_BASIC_CONSTRAINTS)
         .map_err(IdentityError::extension("basicConstraints"))?
-    {
-        None => false,
-        Some(ext) => match ext.parsed_extension() {
-            ParsedExtension::BasicConstraints(bc) => bc.ca,
-            _ => return Err(IdentityError::InvalidExtension("basicConstraints")),
-        },
-    };
-    let signs = cert
-        .key_usage()
+        .is_some_and(|bc| bc.ca);
+    let signs = extension::<KeyUsage>(cert, &OID_X509_EXT_KEY_USAGE)
         .map_err(IdentityError::extension("keyUsage"))?
-        .is_some_and(|ku| ku.value.key_cert_sign() || ku.value.crl_sign());
+        .is_some_and(|ku| ku.key_cert_sign() || ku.crl_sign());
     if ca || signs {
         return Ok(None);
     }
@@ -178,14 +209,14 @@ mod tests {
     fn extension_errors_say_which() {
         const SAN: &str = "2.5.29.17";
         let dns = b"\x30\x03\x82\x01a";
-        let one = Identity::from_der(&certificate(&[(SAN, dns)])).unwrap();
+        let one = Identity::from_der(certificate(&[(SAN, dns)])).unwrap();
         assert_eq!(one.sans.dns, ["a"]);
-        let two = Identity::from_der(&certificate(&[(SAN, dns), (SAN, dns)]));
+        let two = Identity::from_der(certificate(&[(SAN, dns), (SAN, dns)]));
         assert_eq!(
             two.unwrap_err(),
             IdentityError::DuplicateExtension("subjectAltName")
         );
-        let bad = Identity::from_der(&certificate(&[(SAN, b"\x30\x03\x82\x05a")]));
+        let bad = Identity::from_der(certificate(&[(SAN, b"\x30\x03\x82\x05a")]));
         let bad = bad.unwrap_err();
         assert_eq!(bad, IdentityError::InvalidExtension("subjectAltName"));
         assert_eq!(
@@ -194,13 +225,13 @@ mod tests {
         );
         // An SVID candidate, so that both extensions are read.
         let uri = b"\x30\x16\x86\x14spiffe://example.org";
-        let svid = Identity::from_der(&certificate(&[(SAN, uri)])).unwrap();
+        let svid = Identity::from_der(certificate(&[(SAN, uri)])).unwrap();
         assert_eq!(svid.spiffe_id.unwrap().as_str(), "spiffe://example.org");
         let ca = b"\x30\x03\x01\x01\xff";
-        let not_svid = Identity::from_der(&certificate(&[(SAN, uri), ("2.5.29.19", ca)]));
+        let not_svid = Identity::from_der(certificate(&[(SAN, uri), ("2.5.29.19", ca)]));
         assert_eq!(not_svid.unwrap().spiffe_id, None);
         for (oid, name) in [("2.5.29.19", "basicConstraints"), ("2.5.29.15", "keyUsage")] {
-            let bad = Identity::from_der(&certificate(&[(SAN, uri), (oid, b"\x30\x03\x01")]));
+            let bad = Identity::from_der(certificate(&[(SAN, uri), (oid, b"\x30\x03\x01")]));
             assert_eq!(bad.unwrap_err(), IdentityError::InvalidExtension(name));
         }
     }

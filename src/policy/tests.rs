@@ -186,7 +186,7 @@ impl Cert {
     }
 
     fn identity(&self) -> Identity {
-        Identity::from_der(&self.der()).unwrap()
+        Identity::from_der(self.der()).unwrap()
     }
 }
 
@@ -916,7 +916,7 @@ fn openssl_fingerprint(der: &[u8]) -> String {
 fn fingerprint_pins_the_exact_certificate() {
     let cert = Cert::named("alice").serial("1002");
     let der = cert.der();
-    let id = Identity::from_der(&der).unwrap();
+    let id = Identity::from_der(der.as_slice()).unwrap();
     let printed = openssl_fingerprint(&der);
     let plain = format!("SHA256:{}", lower_hex(&openssl::sha::sha256(&der)));
     for form in [printed.as_str(), plain.as_str()] {
@@ -925,7 +925,7 @@ fn fingerprint_pins_the_exact_certificate() {
     let rules = fingerprint_rules(&[printed.as_str()]);
     // The same contents signed again (ECDSA signatures differ) is another
     // certificate, and so is anything else with the same names.
-    let resigned = Identity::from_der(&cert.der()).unwrap();
+    let resigned = Identity::from_der(cert.der()).unwrap();
     assert_eq!(resigned.subject, id.subject);
     assert_eq!(resigned.serial, id.serial);
     assert!(!rules.matches(&resigned));
@@ -934,7 +934,7 @@ fn fingerprint_pins_the_exact_certificate() {
     let other = Cert::named("bob").der();
     let both = fingerprint_rules(&[openssl_fingerprint(&other).as_str(), printed.as_str()]);
     assert!(both.matches(&id));
-    assert!(both.matches(&Identity::from_der(&other).unwrap()));
+    assert!(both.matches(&Identity::from_der(other.as_slice()).unwrap()));
 }
 
 // ---------------------------------------------------------------------------

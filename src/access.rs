@@ -11,6 +11,7 @@ use core::sync::atomic::Ordering;
 
 use ngx::http::HttpModuleMainConf;
 
+use crate::loader::now;
 use crate::policy::Reason;
 use crate::status::{counter_index, ALLOWED};
 use crate::tls::{client_cert, ClientCert};
@@ -73,14 +74,30 @@ fn decide(r: &Request) -> Verdict {
         ClientCert::Verified(_, chain) => Some(&**chain),
         _ => None,
     };
+    // Read before the tables, so that a table published meanwhile makes
+    // the next request decide again.
+    let epoch = mcf.shared.as_ref().map_or(0, |s| s.epoch());
+    let now = now();
+    let location = ptr::from_ref(lcf) as usize;
+    if chain.is_some_and(|c| c.passed(location, epoch, now)) {
+        return Verdict::Allow;
+    }
+    let mut until = i64::MAX;
     match lcf
         .policy
         // The policy asks only about a verified certificate, which always
         // has its chain; without one, fail closed.
         .decide(&cert.peer(), |id| {
-            chain.map_or(Err(Reason::BadCert), |c| revocation::check(mcf, lcf, id, c))
+            let c = chain.ok_or(Reason::BadCert)?;
+            until = revocation::check(mcf, lcf, id, c, now)?;
+            Ok(())
         }) {
-        Ok(()) => Verdict::Allow,
+        Ok(()) => {
+            if let Some(c) = chain {
+                c.pass(location, epoch, until);
+            }
+            Verdict::Allow
+        }
         Err(reason) => Verdict::Deny(reason),
     }
 }

@@ -138,6 +138,9 @@ pub const COUNTERS: usize = 16;
 #[repr(C)]
 struct Control {
     counters: [AtomicU64; COUNTERS],
+    /// Counts the tables published for any source: a connection's last
+    /// decision holds while it is unchanged.
+    epoch: AtomicU64,
     // `Slot`s follow.
 }
 
@@ -200,6 +203,12 @@ impl Shared {
         unsafe { &(*self.control).counters[index % COUNTERS] }
     }
 
+    /// Changes whenever a table is published, after its generation.
+    pub fn epoch(&self) -> u64 {
+        // SAFETY: the header is at the start of the live mapping.
+        unsafe { (*self.control).epoch.load(Ordering::Acquire) }
+    }
+
     fn table_path(&self, source: usize, generation: u64) -> PathBuf {
         PathBuf::from(format!("{SHM_DIR}/{}.{source}.{generation}", self.token))
     }
@@ -233,6 +242,8 @@ impl Shared {
         slot.loaded_at.store(now, Ordering::Relaxed);
         slot.error_at.store(0, Ordering::Release);
         slot.generation.store(new, Ordering::Release);
+        // SAFETY: the header is at the start of the live mapping.
+        unsafe { (*self.control).epoch.fetch_add(1, Ordering::Release) };
         if old != 0 {
             let _ = std::fs::remove_file(self.table_path(source, old));
         }

@@ -4,7 +4,7 @@
 //! the `SSL` object's ex_data, so keep-alive requests and HTTP/2 streams
 //! reuse it; OpenSSL frees it with the connection.
 
-use std::sync::OnceLock;
+use std::sync::{Mutex, OnceLock};
 
 use foreign_types::ForeignTypeRef;
 use ngx::ffi::ngx_connection_t;
@@ -45,6 +45,21 @@ pub struct Chain {
     /// The chain rebuilt for a resumed session, once per connection.
     rebuilt: OnceLock<Vec<Link>>,
     deny_keys: OnceLock<(Key, Key)>,
+    /// The connection's last request that passed, so that the next ones in
+    /// the same location skip the look-ups while no table changed.
+    passed: Mutex<Option<Passed>>,
+}
+
+/// Where and until when a connection's certificate passed.
+#[derive(Clone, Copy, PartialEq, Eq)]
+struct Passed {
+    /// The location's configuration, by address: fixed for the worker's
+    /// configuration, to which the connection belongs.
+    location: usize,
+    /// [`crate::state::Shared::epoch`] read before the decision.
+    epoch: u64,
+    /// Unix time after which a CRL it relied on is stale.
+    until: i64,
 }
 
 impl Link {
@@ -84,6 +99,27 @@ impl Chain {
             links: verified_chain(ssl, leaf),
             rebuilt: OnceLock::new(),
             deny_keys: OnceLock::new(),
+            passed: Mutex::new(None),
+        }
+    }
+
+    /// Whether the certificate passed in `location` at `epoch`, with every
+    /// CRL it relied on still fresh at `now`.
+    pub fn passed(&self, location: usize, epoch: u64, now: i64) -> bool {
+        self.passed.try_lock().is_ok_and(|p| {
+            p.is_some_and(|p| p.location == location && p.epoch == epoch && now <= p.until)
+        })
+    }
+
+    /// Records that the certificate passed in `location`, deciding on the
+    /// tables of `epoch` or newer, until `until`.
+    pub fn pass(&self, location: usize, epoch: u64, until: i64) {
+        if let Ok(mut p) = self.passed.try_lock() {
+            *p = Some(Passed {
+                location,
+                epoch,
+                until,
+            });
         }
     }
 

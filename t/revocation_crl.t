@@ -28,7 +28,7 @@ select STDERR; $| = 1;
 select STDOUT; $| = 1;
 
 my $t = Test::Nginx->new()->has(qw/http http_ssl/)->has_daemon('openssl')
-	->plan(89);
+	->plan(94);
 
 my $tls = <<'EOF';
         ssl_certificate localhost.crt;
@@ -170,6 +170,25 @@ http {
         }
     }
 
+    # a CRL whose nextUpdate passes while a connection is open; a location
+    # with other rules on the same connection
+
+    server {
+        listen       127.0.0.1:%%PORT_8455%% ssl;
+        server_name  localhost;
+%%TLS%%
+        mtls_crl expiring.crl;
+
+        location / {
+            try_files /ok =404;
+        }
+
+        location /bob {
+            mtls_allow_cn bob;
+            try_files /ok =404;
+        }
+    }
+
     # two CRLs in one PEM file
 
     server {
@@ -285,6 +304,9 @@ $t->write_file('both.pem',
 	$t->read_file('ca.crl') . $t->read_file('int.crl'));
 $pki->crl('ca.der', ca => 'ca', revoke => [ 'bob' ], number => 1, der => 1);
 $pki->crl('live.crl', ca => 'ca', number => 1);
+my $expiring = $now + 8;
+$pki->crl('expiring.crl', ca => 'ca', number => 1,
+	nextupdate => asn1_time($expiring));
 
 # CRLs that are rejected
 
@@ -401,6 +423,25 @@ is($src && $src->{crls}[0]{next_update}, rfc3339($now - 3600),
 	'status: nextUpdate');
 is($src && $src->{crls}[0]{this_update}, rfc3339($now - 2 * 86400),
 	'status: thisUpdate');
+
+###############################################################################
+
+# The module remembers that a connection's certificate passed in a location
+# until a table changes; not past the nextUpdate of a CRL it relied on, nor
+# for another location.
+
+my $kx = Mtls::KeepAlive->new(port => port(8455), cert => "$d/alice");
+
+is(outcome($kx && $kx->get('/')), '200 allow', 'expiring: allowed');
+is(outcome($kx && $kx->get('/')), '200 allow', 'expiring: allowed again');
+is(outcome($kx && $kx->get('/bob')), '403 deny not_allowed',
+	'expiring: other location, same connection');
+is(outcome($kx && $kx->get('/')), '200 allow', 'expiring: back, allowed');
+
+sleep(0.2) while time() <= $expiring + 1;
+
+is(outcome($kx && $kx->get('/')), '403 deny crl_stale',
+	'expiring: stale on the same connection');
 
 ###############################################################################
 

@@ -12,8 +12,16 @@ use crate::revocation::{issuer_key, Scope};
 use crate::tls::{client_cert, Chain, ClientCert, Link};
 use crate::Module;
 
-pub fn check(mcf: &MainConf, lcf: &LocConf, id: &Identity, chain: &Chain) -> Result<(), Reason> {
-    check_sources(mcf, lcf, id, chain).map_err(|(reason, _)| reason)
+/// Passes with the time after which a CRL it relied on is stale (`i64::MAX`
+/// where none applied).
+pub fn check(
+    mcf: &MainConf,
+    lcf: &LocConf,
+    id: &Identity,
+    chain: &Chain,
+    now: i64,
+) -> Result<i64, Reason> {
+    check_sources(mcf, lcf, id, chain, now).map_err(|(reason, _)| reason)
 }
 
 /// `, revoked by "FILE"` for a denial that a revocation source decided.
@@ -31,7 +39,7 @@ pub fn source_note(r: &Request, reason: Reason) -> String {
     let ClientCert::Verified(id, chain) = (unsafe { client_cert(r.connection()) }) else {
         return String::new();
     };
-    match check_sources(mcf, lcf, id, chain) {
+    match check_sources(mcf, lcf, id, chain, now()) {
         Err((_, Some(i))) => format!(", by \"{}\"", mcf.sources[i].path.display()),
         _ => String::new(),
     }
@@ -44,10 +52,12 @@ fn check_sources(
     lcf: &LocConf,
     id: &Identity,
     chain: &Chain,
-) -> Result<(), Failure> {
+    now: i64,
+) -> Result<i64, Failure> {
+    let mut until = i64::MAX;
     let Some(shared) = &mcf.shared else {
         // Sources exist only with shared memory; none, nothing to check.
-        return Ok(());
+        return Ok(until);
     };
     let deny_lists = lcf.policy.deny_lists.as_deref().unwrap_or_default();
     if !deny_lists.is_empty() {
@@ -63,11 +73,10 @@ fn check_sources(
         }
     }
     let Some(crls) = lcf.policy.crls.as_deref() else {
-        return Ok(());
+        return Ok(until);
     };
     let links = chain.links(|| rebuild_chain(id, &mcf.cas));
     let checked = if lcf.crl_chain != 0 { links.len() } else { 1 };
-    let now = now();
     for link in &links[..checked.min(links.len())] {
         let mut covered = None;
         for &i in crls {
@@ -81,17 +90,21 @@ fn check_sources(
                 if !applies {
                     return None;
                 }
-                Some(if now > info.next_update.saturating_add(lcf.crl_grace) {
+                let fresh_until = info.next_update.saturating_add(lcf.crl_grace);
+                Some(if now > fresh_until {
                     Err((Reason::CrlStale, Some(i)))
                 } else if table.as_ref()?.holds(link.crl_key()) {
                     Err((Reason::Revoked, Some(i)))
                 } else {
-                    Ok(())
+                    Ok(fresh_until)
                 })
             });
             match verdict {
                 Some(Err(failure)) => return Err(failure),
-                Some(Ok(())) => covered = Some(i),
+                Some(Ok(fresh_until)) => {
+                    covered = Some(i);
+                    until = until.min(fresh_until);
+                }
                 None => {}
             }
         }
@@ -99,7 +112,7 @@ fn check_sources(
             return Err((Reason::CrlMissing, crls.first().copied()));
         }
     }
-    Ok(())
+    Ok(until)
 }
 
 /// The chain of a resumed session, where OpenSSL kept none: the leaf, then

@@ -11,7 +11,6 @@ use core::sync::atomic::Ordering;
 
 use ngx::http::HttpModuleMainConf;
 
-use crate::loader::now;
 use crate::policy::Reason;
 use crate::status::{counter_index, ALLOWED};
 use crate::tls::{client_cert, ClientCert};
@@ -77,7 +76,7 @@ fn decide(r: &Request) -> Verdict {
     // Read before the tables, so that a table published meanwhile makes
     // the next request decide again.
     let epoch = mcf.shared.as_ref().map_or(0, |s| s.epoch());
-    let now = now();
+    let now = ngx_now();
     let location = ptr::from_ref(lcf) as usize;
     if chain.is_some_and(|c| c.passed(location, epoch, now)) {
         return Verdict::Allow;
@@ -100,6 +99,13 @@ fn decide(r: &Request) -> Verdict {
         }
         Err(reason) => Verdict::Deny(reason),
     }
+}
+
+/// Unix time as the event loop last read it, as nginx's own checks use it.
+pub fn ngx_now() -> i64 {
+    // SAFETY: read on the event loop's thread, for which nginx keeps
+    // `ngx_cached_time` pointing at a complete time slot.
+    unsafe { (*ptr::read_volatile(ptr::addr_of!(ngx_cached_time))).sec as i64 }
 }
 
 /// Log phase: counts the request once, with the decision of the location

@@ -227,10 +227,10 @@ pub unsafe fn client_cert<'c>(c: *mut ngx_connection_t) -> &'c ClientCert {
         static UNREADABLE: OnceLock<ClientCert> = OnceLock::new();
         return UNREADABLE.get_or_init(|| ClientCert::Unreadable("no SSL ex_data index".into()));
     };
-    if ssl.ex_data(index).is_none() {
-        let cert = ClientCert::read(ssl);
-        ssl.set_ex_data(index, cert);
+    if let Some(cert) = ssl.ex_data(index) {
+        return &*(cert as *const ClientCert);
     }
+    ssl.set_ex_data(index, ClientCert::read(ssl));
     match ssl.ex_data(index) {
         Some(cert) => &*(cert as *const ClientCert),
         None => &NONE,

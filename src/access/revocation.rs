@@ -6,7 +6,6 @@ use openssl::x509::X509;
 
 use crate::conf::{LocConf, MainConf};
 use crate::identity::Identity;
-use crate::loader::now;
 use crate::policy::Reason;
 use crate::revocation::{issuer_key, Scope};
 use crate::tls::{client_cert, Chain, ClientCert, Link};
@@ -39,7 +38,7 @@ pub fn source_note(r: &Request, reason: Reason) -> String {
     let ClientCert::Verified(id, chain) = (unsafe { client_cert(r.connection()) }) else {
         return String::new();
     };
-    match check_sources(mcf, lcf, id, chain, now()) {
+    match check_sources(mcf, lcf, id, chain, super::ngx_now()) {
         Err((_, Some(i))) => format!(", by \"{}\"", mcf.sources[i].path.display()),
         _ => String::new(),
     }

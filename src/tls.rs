@@ -227,6 +227,9 @@ pub unsafe fn client_cert<'c>(c: *mut ngx_connection_t) -> &'c ClientCert {
         static UNREADABLE: OnceLock<ClientCert> = OnceLock::new();
         return UNREADABLE.get_or_init(|| ClientCert::Unreadable("no SSL ex_data index".into()));
     };
+    // SAFETY (both returns): the value stays in the `SSL` object's ex_data,
+    // never replaced, until OpenSSL frees the connection, which outlives
+    // the requests of `c`: the reference may outlive the borrow of `ssl`.
     if let Some(cert) = ssl.ex_data(index) {
         return &*(cert as *const ClientCert);
     }

@@ -241,6 +241,10 @@ impl Shared {
         );
         slot.loaded_at.store(now, Ordering::Relaxed);
         slot.error_at.store(0, Ordering::Release);
+        // Done loading once the new generation is visible: whoever sees it
+        // must not see the load still running (the loader would clear the
+        // flag only after dropping the parsed data, which takes a while).
+        slot.set_loading(false);
         slot.generation.store(new, Ordering::Release);
         // SAFETY: the header is at the start of the live mapping.
         unsafe { (*self.control).epoch.fetch_add(1, Ordering::Release) };

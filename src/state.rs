@@ -361,9 +361,68 @@ impl Shared {
         })
     }
 
+    /// Whether this thread's last `with_table` of `source` used its current
+    /// table: not where mapping a newer one failed and the one before stayed
+    /// in use.
+    pub fn maps_current(&self, source: usize) -> bool {
+        let key = (self.control as usize, source);
+        let current = self.slot(source).generation();
+        MAPPINGS.with(|cell| {
+            cell.borrow()
+                .iter()
+                .any(|(c, s, m)| (*c, *s) == key && m.generation == current)
+        })
+    }
+
     /// Drops this worker's mappings of this control block.
     pub fn unmap_all(&self) {
         let control = self.control as usize;
         MAPPINGS.with(|cell| cell.borrow_mut().retain(|(c, _, _)| *c != control));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Shared;
+    use crate::loader::Loaded;
+    use crate::revocation::{denylist, Key};
+
+    fn loaded(text: &str) -> Loaded {
+        Loaded {
+            table: denylist::parse(text.as_bytes(), "test").unwrap().table,
+            summary: String::new(),
+            read_ms: 0,
+        }
+    }
+
+    /// What the reuse of a connection's decision relies on: the epoch moves
+    /// with every table published, and a worker knows whether it looked at
+    /// the current table.
+    #[test]
+    fn epoch_and_current_mapping() {
+        let shared = Shared::new(2).unwrap();
+        let serial = Key::serial(&[0x10, 0x02]);
+        assert_eq!(shared.epoch(), 0);
+        assert!(shared.with_table(0, |t| t.is_none()));
+        assert!(!shared.maps_current(0));
+
+        shared.publish(0, &loaded("1002\n"), 0).unwrap();
+        assert_eq!(shared.epoch(), 1);
+        assert!(!shared.maps_current(0), "not mapped yet");
+        assert!(shared.with_table(0, |t| t.unwrap().holds(serial)));
+        assert!(shared.maps_current(0));
+
+        shared.publish(1, &loaded("1003\n"), 0).unwrap();
+        assert_eq!(shared.epoch(), 2, "any source moves it");
+        assert!(shared.maps_current(0));
+
+        shared.publish(0, &loaded("1004\n"), 0).unwrap();
+        assert_eq!(shared.epoch(), 3);
+        assert!(!shared.maps_current(0), "a newer table is not mapped yet");
+        assert!(!shared.with_table(0, |t| t.unwrap().holds(serial)));
+        assert!(shared.maps_current(0));
+
+        shared.remove_files();
+        shared.unmap_all();
     }
 }

@@ -58,7 +58,8 @@ struct Passed {
     location: usize,
     /// [`crate::state::Shared::epoch`] read before the decision.
     epoch: u64,
-    /// Unix time after which a CRL it relied on is stale.
+    /// Unix time after which a CRL it relied on is stale; `i64::MIN` where
+    /// it may not be reused at all.
     until: i64,
 }
 

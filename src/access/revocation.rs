@@ -8,11 +8,14 @@ use crate::conf::{LocConf, MainConf};
 use crate::identity::Identity;
 use crate::policy::Reason;
 use crate::revocation::{issuer_key, Scope};
+use crate::state::Shared;
 use crate::tls::{client_cert, Chain, ClientCert, Link};
 use crate::Module;
 
-/// Passes with the time after which a CRL it relied on is stale (`i64::MAX`
-/// where none applied).
+/// Passes with the time until which the result may be reused on the
+/// connection: the first nextUpdate plus grace of the CRLs it relied on
+/// (`i64::MAX` where none applied), or `i64::MIN` where a table looked at
+/// was not the current one.
 pub fn check(
     mcf: &MainConf,
     lcf: &LocConf,
@@ -72,7 +75,7 @@ fn check_sources(
         }
     }
     let Some(crls) = lcf.policy.crls.as_deref() else {
-        return Ok(until);
+        return Ok(reusable_until(shared, deny_lists.iter(), until));
     };
     let links = chain.links(|| rebuild_chain(id, &mcf.cas));
     let checked = if lcf.crl_chain != 0 { links.len() } else { 1 };
@@ -111,7 +114,22 @@ fn check_sources(
             return Err((Reason::CrlMissing, crls.first().copied()));
         }
     }
-    Ok(until)
+    Ok(reusable_until(shared, deny_lists.iter().chain(crls), until))
+}
+
+/// `until`, where every table looked at was the current one; otherwise a
+/// time already past, so that the next request looks again. (A worker keeps
+/// the previous table where it could not map a newer one.)
+fn reusable_until<'a>(
+    shared: &Shared,
+    mut sources: impl Iterator<Item = &'a usize>,
+    until: i64,
+) -> i64 {
+    if sources.all(|&i| shared.maps_current(i)) {
+        until
+    } else {
+        i64::MIN
+    }
 }
 
 /// The chain of a resumed session, where OpenSSL kept none: the leaf, then

@@ -67,6 +67,15 @@ impl fmt::Display for Serial {
 /// A SHA-256 certificate fingerprint.
 pub type Fingerprint = [u8; 32];
 
+/// SHA-256 of `data`, through OpenSSL's low-level interface: OpenSSL 3's
+/// one-shot `SHA256()` fetches the algorithm from the provider store on
+/// every call, several times the cost of hashing a certificate.
+pub fn sha256(data: &[u8]) -> [u8; 32] {
+    let mut hash = openssl::sha::Sha256::new();
+    hash.update(data);
+    hash.finish()
+}
+
 /// Parses `sha256:HEX`; colons and case in HEX are ignored.
 pub fn parse_fingerprint(text: &str) -> Result<Fingerprint, HexError> {
     let hex = text

@@ -93,13 +93,8 @@ impl Identity {
     /// The SHA-256 of the certificate's DER encoding, hashed on first use:
     /// only fingerprint rules, deny lists and `$mtls_fingerprint` need it.
     pub fn fingerprint(&self) -> &Fingerprint {
-        self.fingerprint.get_or_init(|| {
-            // Not OpenSSL 3's one-shot SHA256(), which fetches the
-            // algorithm on every call (see `revocation::issuer_key`).
-            let mut hash = openssl::sha::Sha256::new();
-            hash.update(&self.der);
-            hash.finish()
-        })
+        self.fingerprint
+            .get_or_init(|| crate::hex::sha256(&self.der))
     }
 }
 

@@ -129,11 +129,7 @@ impl LoadedCrls {
 /// when loading, a certificate's issuer (`X509Certificate::issuer().as_raw()`)
 /// when looking up.
 pub fn issuer_key(name_der: &[u8]) -> IssuerKey {
-    // The low-level interface: OpenSSL 3's one-shot SHA256() fetches the
-    // algorithm on every call, several times the cost of the hash itself.
-    let mut hash = openssl::sha::Sha256::new();
-    hash.update(name_der);
-    hash.finish()
+    crate::hex::sha256(name_der)
 }
 
 /// Rejects a CRL that is older than the one in force for the same issuer:

@@ -64,7 +64,7 @@ struct Passed {
 }
 
 impl Link {
-    pub fn new(issuer_key: IssuerKey, serial: Serial, is_ca: bool) -> Link {
+    fn new(issuer_key: IssuerKey, serial: Serial, is_ca: bool) -> Link {
         Link {
             issuer_key,
             serial,
@@ -80,16 +80,27 @@ impl Link {
             .get_or_init(|| Key::crl(&self.issuer_key, self.serial.as_bytes()))
     }
 
-    /// The serial is taken from the DER content octets, as CRL entries are,
-    /// so that even a serial a CA encoded as negative finds its entry.
-    pub fn of(cert: &X509Ref, is_ca: bool) -> Option<Link> {
-        use x509_parser::prelude::{FromDer, X509Certificate};
+    /// The link of a chain's leaf, from its identity, already parsed.
+    pub fn leaf(id: &Identity) -> Link {
+        Link::new(id.issuer_key, id.serial.clone(), false)
+    }
+
+    /// The link of a CA certificate of the chain. The serial is taken from
+    /// the DER content octets, as CRL entries are, so that even a serial a
+    /// CA encoded as negative finds its entry. Only the issuer and the
+    /// serial are read: the extensions are left unparsed, as for the leaf.
+    pub fn ca(cert: &X509Ref) -> Option<Link> {
+        use x509_parser::certificate::X509CertificateParser;
+        use x509_parser::nom::Parser;
         let der = cert.to_der().ok()?;
-        let (_, parsed) = X509Certificate::from_der(&der).ok()?;
+        let (_, parsed) = X509CertificateParser::new()
+            .with_deep_parse_extensions(false)
+            .parse(&der)
+            .ok()?;
         Some(Link::new(
             issuer_key(parsed.issuer().as_raw()),
             Serial::from_der_content(parsed.raw_serial()),
-            is_ca,
+            true,
         ))
     }
 }
@@ -152,14 +163,13 @@ impl Chain {
 fn verified_chain(ssl: &SslRef, leaf: &Identity) -> Option<Vec<Link>> {
     let chain = ssl.verified_chain()?;
     let len = chain.len();
-    let leaf = Link::new(leaf.issuer_key, leaf.serial.clone(), false);
-    std::iter::once(Some(leaf))
+    std::iter::once(Some(Link::leaf(leaf)))
         .chain(
             chain
                 .iter()
                 .take(len.saturating_sub(1))
                 .skip(1)
-                .map(|cert| Link::of(cert, true)),
+                .map(Link::ca),
         )
         .collect()
 }

@@ -138,7 +138,7 @@ fn reusable_until<'a>(
 /// certificate then goes unchecked only if it is not among the CAs at all,
 /// which a verified chain rules out for `ssl_client_certificate` setups.
 fn rebuild_chain(id: &Identity, cas: &[X509]) -> Vec<Link> {
-    let mut links = vec![Link::new(id.issuer_key, id.serial.clone(), false)];
+    let mut links = vec![Link::leaf(id)];
     let mut issuer = id.issuer_key;
     while links.len() < 16 {
         let Some(ca) = cas.iter().find(|ca| {
@@ -155,7 +155,7 @@ fn rebuild_chain(id: &Identity, cas: &[X509]) -> Vec<Link> {
         if ca_issuer == issuer {
             break; // self-issued: the root, which nothing revokes
         }
-        let Some(link) = Link::of(ca, true) else {
+        let Some(link) = Link::ca(ca) else {
             break;
         };
         links.push(link);

@@ -13,7 +13,7 @@ use openssl::ssl::{Ssl, SslRef};
 use openssl::x509::{X509Ref, X509VerifyResult};
 
 use crate::hex::Serial;
-use crate::identity::Identity;
+use crate::identity::{x509, Identity};
 use crate::policy::Peer;
 use crate::revocation::{issuer_key, IssuerKey, Key};
 
@@ -85,21 +85,14 @@ impl Link {
         Link::new(id.issuer_key, id.serial.clone(), false)
     }
 
-    /// The link of a CA certificate of the chain. The serial is taken from
-    /// the DER content octets, as CRL entries are, so that even a serial a
-    /// CA encoded as negative finds its entry. Only the issuer and the
-    /// serial are read: the extensions are left unparsed, as for the leaf.
+    /// The link of a CA certificate of the chain. The serial is taken as
+    /// the certificate encodes it, as CRL entries are, so that even a serial
+    /// a CA encoded as negative finds its entry.
     pub fn ca(cert: &X509Ref) -> Option<Link> {
-        use x509_parser::certificate::X509CertificateParser;
-        use x509_parser::nom::Parser;
-        let der = cert.to_der().ok()?;
-        let (_, parsed) = X509CertificateParser::new()
-            .with_deep_parse_extensions(false)
-            .parse(&der)
-            .ok()?;
+        let issuer = x509::name_der(cert.issuer_name())?;
         Some(Link::new(
-            issuer_key(parsed.issuer().as_raw()),
-            Serial::from_der_content(parsed.raw_serial()),
+            issuer_key(issuer),
+            Serial::from_der_content(&x509::serial_content(cert)?),
             true,
         ))
     }
@@ -200,15 +193,12 @@ impl ClientCert {
         if verify != X509VerifyResult::OK {
             return ClientCert::Unverified(verify);
         }
-        match cert.to_der().map_err(|e| e.to_string()) {
-            Ok(der) => match Identity::from_der(der) {
-                Ok(id) => {
-                    let chain = Chain::of(ssl, &id);
-                    ClientCert::Verified(Box::new(id), Box::new(chain))
-                }
-                Err(e) => ClientCert::Unreadable(e.to_string()),
-            },
-            Err(e) => ClientCert::Unreadable(e),
+        match Identity::from_x509(&cert) {
+            Ok(id) => {
+                let chain = Chain::of(ssl, &id);
+                ClientCert::Verified(Box::new(id), Box::new(chain))
+            }
+            Err(e) => ClientCert::Unreadable(e.to_string()),
         }
     }
 }

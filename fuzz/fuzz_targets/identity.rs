@@ -1,18 +1,21 @@
-//! A certificate's identity, from DER (x509-parser), as the access phase
-//! reads a client certificate: it must never panic, and what it yields must
-//! be consistent with the configuration side: the subject and issuer print
-//! as printable ASCII that parses back to the same DN, the serial prints as
-//! hex that parses back, and rules written from the certificate's own
-//! values (CN, DN, each SAN, SPIFFE ID, fingerprint, serial) match it.
+//! A certificate's identity, read from DER as the access phase reads a client
+//! certificate (OpenSSL decodes it, the module reads its parts): it must
+//! never panic, and what it yields must be consistent with the
+//! configuration side: the subject and issuer print as printable ASCII that
+//! parses back to the same DN, the serial prints as hex that parses back,
+//! and rules written from the certificate's own values (CN, DN, each SAN,
+//! SPIFFE ID, fingerprint, serial) match it. Where x509-parser decodes the
+//! whole certificate, the parts read agree with its reading.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
 use ngx_http_mtls_module::hex::{lower_hex, parse_fingerprint, Serial};
 use ngx_http_mtls_module::identity::dn::Dn;
-use ngx_http_mtls_module::identity::san::SanRule;
+use ngx_http_mtls_module::identity::san::{SanRule, Sans};
 use ngx_http_mtls_module::identity::spiffe::{SpiffeId, SpiffePattern};
 use ngx_http_mtls_module::identity::{rfc3339, Identity};
 use ngx_http_mtls_module::policy::{IdentityRules, Peer, Policy, Reason};
+use ngx_http_mtls_module::revocation::issuer_key;
 
 fuzz_target!(|data: &[u8]| {
     let Ok(id) = Identity::from_der(data) else {
@@ -20,6 +23,7 @@ fuzz_target!(|data: &[u8]| {
     };
     check_dn(&id.subject);
     check_dn(&id.issuer);
+    check_whole(data, &id);
     rfc3339(id.not_after);
 
     let serial = id.serial.to_string();
@@ -79,6 +83,23 @@ fuzz_target!(|data: &[u8]| {
         assert!(rules.matches(&id));
     }
 });
+
+/// The parts read from OpenSSL's decoding are x509-parser's reading of the
+/// whole DER certificate, where it reads one: the names (and the issuer
+/// key, a hash of the issuer's bytes), the serial, notAfter and the SANs.
+fn check_whole(der: &[u8], id: &Identity) {
+    let Ok((_, whole)) = x509_parser::parse_x509_certificate(der) else {
+        return;
+    };
+    assert_eq!(id.subject, Dn::from_x509(whole.subject()));
+    assert_eq!(id.issuer, Dn::from_x509(whole.issuer()));
+    assert_eq!(id.issuer_key, issuer_key(whole.issuer().as_raw()));
+    assert_eq!(id.serial, Serial::from_der_content(whole.raw_serial()));
+    assert_eq!(id.not_after, whole.validity().not_after.timestamp());
+    if let Ok(Some(san)) = whole.subject_alternative_name() {
+        assert_eq!(id.sans, Sans::from_general_names(&san.value.general_names));
+    }
+}
 
 /// Prints as printable ASCII that parses back, unless empty or holding an
 /// OID x509-parser could not decode (which prints as `invalid-oid:HEX`, to

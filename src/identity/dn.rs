@@ -16,6 +16,7 @@ use std::cmp::Ordering;
 use std::fmt;
 
 use x509_parser::asn1_rs::{Any, Class, FromBer, Tag};
+use x509_parser::prelude::FromDer;
 use x509_parser::x509::{AttributeTypeAndValue, X509Name};
 
 pub const OID_CN: &str = "2.5.4.3";
@@ -134,6 +135,15 @@ impl Dn {
             .iter_rdn()
             .map(|rdn| Rdn::new(rdn.iter().map(Ava::from_x509).collect()));
         Dn(rdns.collect())
+    }
+
+    /// Decodes a name's DER, as [`Dn::from_x509`]; `None` unless `der` is
+    /// exactly one Name.
+    pub fn from_der(der: &[u8]) -> Option<Dn> {
+        match X509Name::from_der(der) {
+            Ok(([], name)) => Some(Dn::from_x509(&name)),
+            _ => None,
+        }
     }
 
     /// The RFC 4514 form, printable ASCII only, as OpenSSL prints it with

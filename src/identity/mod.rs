@@ -1,23 +1,23 @@
 //! Certificate identity: everything the policy and the variables need from a
-//! client certificate, read once from its DER encoding.
+//! client certificate, read once per TLS connection.
 //!
-//! This runs once per TLS handshake, so it reads only what it must:
-//! x509-parser leaves the extensions unparsed but for the three read here,
-//! and the fingerprint is hashed on first use.
+//! This runs once per TLS handshake, so it reads only what it must, from the
+//! certificate OpenSSL decoded in the handshake (see [`x509`]): the two
+//! names, the serial, notAfter, and the extensions subjectAltName and, for
+//! an SVID, basicConstraints and keyUsage. The fingerprint is hashed on
+//! first use.
 
 pub mod dn;
 pub mod san;
 pub mod spiffe;
+pub mod x509;
 
 use std::sync::OnceLock;
 
-use x509_parser::certificate::X509CertificateParser;
+use openssl::nid::Nid;
+use openssl::x509::{X509Ref, X509};
 use x509_parser::extensions::{BasicConstraints, KeyUsage, SubjectAlternativeName};
-use x509_parser::nom::Parser;
-use x509_parser::oid_registry::{
-    Oid, OID_X509_EXT_BASIC_CONSTRAINTS, OID_X509_EXT_KEY_USAGE, OID_X509_EXT_SUBJECT_ALT_NAME,
-};
-use x509_parser::prelude::{FromDer, X509Certificate, X509Error};
+use x509_parser::prelude::{FromDer, X509Error};
 
 use crate::hex::{Fingerprint, Serial};
 use dn::{AvaValue, Dn, OID_CN};
@@ -32,16 +32,6 @@ pub enum IdentityError {
     DuplicateExtension(&'static str),
     #[error("certificate has an invalid {0} extension")]
     InvalidExtension(&'static str),
-}
-
-impl IdentityError {
-    /// For x509-parser's look-up of the extension `name`.
-    fn extension(name: &'static str) -> impl Fn(X509Error) -> IdentityError {
-        move |e| match e {
-            X509Error::DuplicateExtensions => IdentityError::DuplicateExtension(name),
-            _ => IdentityError::InvalidExtension(name),
-        }
-    }
 }
 
 #[derive(Clone, Debug, Default)]
@@ -64,30 +54,42 @@ pub struct Identity {
 }
 
 impl Identity {
-    pub fn from_der(der: impl Into<Box<[u8]>>) -> Result<Identity, IdentityError> {
-        let der = der.into();
-        let (_, cert) = X509CertificateParser::new()
-            .with_deep_parse_extensions(false)
-            .parse(&der)
-            .map_err(|e| IdentityError::Parse(e.to_string()))?;
-        let subject = Dn::from_x509(cert.subject());
-        let sans = extension::<SubjectAlternativeName>(&cert, &OID_X509_EXT_SUBJECT_ALT_NAME)
-            .map_err(IdentityError::extension("subjectAltName"))?
-            .map(|ext| Sans::from_general_names(&ext.general_names))
-            .unwrap_or_default();
-        let spiffe_id = svid_id(&cert, &sans)?;
+    /// The identity of a certificate OpenSSL has decoded.
+    pub fn from_x509(cert: &X509Ref) -> Result<Identity, IdentityError> {
+        let unreadable = |what: &str| IdentityError::Parse(format!("invalid {what}"));
+        let issuer_der = x509::name_der(cert.issuer_name()).ok_or_else(|| unreadable("issuer"))?;
+        let subject = x509::name_der(cert.subject_name())
+            .and_then(Dn::from_der)
+            .ok_or_else(|| unreadable("subject"))?;
+        let sans =
+            extension::<SubjectAlternativeName>(cert, Nid::SUBJECT_ALT_NAME, "subjectAltName")?
+                .map(|ext| Sans::from_general_names(&ext.general_names))
+                .unwrap_or_default();
+        let spiffe_id = svid_id(cert, &sans)?;
         Ok(Identity {
             cn: single_cn(&subject),
-            issuer: Dn::from_x509(cert.issuer()),
-            issuer_key: crate::revocation::issuer_key(cert.issuer().as_raw()),
+            issuer: Dn::from_der(issuer_der).ok_or_else(|| unreadable("issuer"))?,
+            issuer_key: crate::revocation::issuer_key(issuer_der),
             subject,
-            serial: Serial::from_der_content(cert.raw_serial()),
+            serial: Serial::from_der_content(
+                &x509::serial_content(cert).ok_or_else(|| unreadable("serialNumber"))?,
+            ),
             sans,
             spiffe_id,
-            not_after: cert.validity().not_after.timestamp(),
+            not_after: x509::not_after(cert).ok_or_else(|| unreadable("notAfter"))?,
             fingerprint: OnceLock::new(),
-            der,
+            der: cert
+                .to_der()
+                .map_err(|e| IdentityError::Parse(e.to_string()))?
+                .into(),
         })
+    }
+
+    /// The identity of a DER certificate, decoded by OpenSSL first, as in a
+    /// handshake.
+    pub fn from_der(der: impl AsRef<[u8]>) -> Result<Identity, IdentityError> {
+        let cert = X509::from_der(der.as_ref()).map_err(|e| IdentityError::Parse(e.to_string()))?;
+        Identity::from_x509(&cert)
     }
 
     /// The SHA-256 of the certificate's DER encoding, hashed on first use:
@@ -98,18 +100,21 @@ impl Identity {
     }
 }
 
-/// The value of the extension `oid`, which must be unique and well formed;
-/// `None` without one. What follows the value in its OCTET STRING is
-/// ignored, as x509-parser's own reading of extensions does.
+/// The value of `cert`'s extension `nid`, called `name` in errors, which
+/// must be unique and well formed; `None` without one. What follows the
+/// value in its OCTET STRING is ignored, as x509-parser's own reading of
+/// extensions does.
 fn extension<'a, T: FromDer<'a, X509Error>>(
-    cert: &X509Certificate<'a>,
-    oid: &Oid,
-) -> Result<Option<T>, X509Error> {
-    match cert.get_extension_unique(oid)? {
-        None => Ok(None),
-        Some(ext) => match T::from_der(ext.value) {
+    cert: &'a X509Ref,
+    nid: Nid,
+    name: &'static str,
+) -> Result<Option<T>, IdentityError> {
+    match x509::extension(cert, nid) {
+        Err(x509::Repeated) => Err(IdentityError::DuplicateExtension(name)),
+        Ok(None) => Ok(None),
+        Ok(Some(value)) => match T::from_der(value) {
             Ok((_, value)) => Ok(Some(value)),
-            Err(_) => Err(X509Error::InvalidExtensions),
+            Err(_) => Err(IdentityError::InvalidExtension(name)),
         },
     }
 }
@@ -135,6 +140,18 @@ pub fn rfc3339(unix: i64) -> String {
     )
 }
 
+/// Unix time of a UTC date (proleptic Gregorian calendar) and the seconds
+/// into that day: the inverse of [`rfc3339`]'s reckoning.
+pub fn unix_time(year: i64, month: i64, day: i64, secs: i64) -> i64 {
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = y.div_euclid(400);
+    let yoe = y.rem_euclid(400);
+    let mp = (month + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    (era * 146_097 + doe - 719_468) * 86_400 + secs
+}
+
 fn single_cn(subject: &Dn) -> Option<String> {
     let mut cns = subject.values_of(OID_CN);
     match (cns.next(), cns.next()) {
@@ -145,17 +162,15 @@ fn single_cn(subject: &Dn) -> Option<String> {
 
 /// An X.509-SVID carries exactly one URI SAN, a valid SPIFFE ID, and is not
 /// a CA: not `cA`, no `keyCertSign`, no `cRLSign`.
-fn svid_id(cert: &X509Certificate<'_>, sans: &Sans) -> Result<Option<SpiffeId>, IdentityError> {
+fn svid_id(cert: &X509Ref, sans: &Sans) -> Result<Option<SpiffeId>, IdentityError> {
     let [uri] = sans.uri.as_slice() else {
         return Ok(None);
     };
     // A malformed extension is an error, not an absent one: for
     // basicConstraints, that would read a CA as not a CA.
-    let ca = extension::<BasicConstraints>(cert, &OID_X509_EXT_BASIC_CONSTRAINTS)
-        .map_err(IdentityError::extension("basicConstraints"))?
+    let ca = extension::<BasicConstraints>(cert, Nid::BASIC_CONSTRAINTS, "basicConstraints")?
         .is_some_and(|bc| bc.ca);
-    let signs = extension::<KeyUsage>(cert, &OID_X509_EXT_KEY_USAGE)
-        .map_err(IdentityError::extension("keyUsage"))?
+    let signs = extension::<KeyUsage>(cert, Nid::KEY_USAGE, "keyUsage")?
         .is_some_and(|ku| ku.key_cert_sign() || ku.crl_sign());
     if ca || signs {
         return Ok(None);
@@ -165,31 +180,46 @@ fn svid_id(cert: &X509Certificate<'_>, sans: &Sans) -> Result<Option<SpiffeId>, 
 
 #[cfg(test)]
 mod tests {
-    use super::{rfc3339, Identity, IdentityError};
-    use openssl::asn1::{Asn1Object, Asn1OctetString, Asn1Time};
+    use super::{rfc3339, unix_time, Identity, IdentityError};
+    use crate::hex::Serial;
+    use crate::identity::dn::Dn;
+    use crate::revocation::issuer_key;
+    use openssl::asn1::{Asn1Integer, Asn1Object, Asn1OctetString, Asn1Time, Asn1TimeRef};
+    use openssl::bn::{BigNum, BigNumRef};
     use openssl::ec::{EcGroup, EcKey};
     use openssl::hash::MessageDigest;
     use openssl::nid::Nid;
     use openssl::pkey::PKey;
-    use openssl::x509::{X509Extension, X509Name, X509};
+    use openssl::x509::{X509Extension, X509Name, X509NameRef, X509};
 
     /// A self-signed certificate with these extensions (dotted OID, DER
     /// value), in this order.
     fn certificate(extensions: &[(&str, &[u8])]) -> Vec<u8> {
+        let name =
+            X509Name::from_der(b"\x30\x0c\x31\x0a\x30\x08\x06\x03\x55\x04\x03\x0c\x01x").unwrap();
+        let serial = BigNum::from_u32(1).unwrap();
+        let not_after = Asn1Time::days_from_now(1).unwrap();
+        certificate_with(&name, &serial, &not_after, extensions)
+    }
+
+    fn certificate_with(
+        name: &X509NameRef,
+        serial: &BigNumRef,
+        not_after: &Asn1TimeRef,
+        extensions: &[(&str, &[u8])],
+    ) -> Vec<u8> {
         let group = EcGroup::from_curve_name(Nid::X9_62_PRIME256V1).unwrap();
         let key = PKey::from_ec_key(EcKey::generate(&group).unwrap()).unwrap();
-        let mut name = X509Name::builder().unwrap();
-        name.append_entry_by_text("CN", "x").unwrap();
-        let name = name.build();
         let mut cert = X509::builder().unwrap();
         cert.set_version(2).unwrap();
-        cert.set_subject_name(&name).unwrap();
-        cert.set_issuer_name(&name).unwrap();
+        cert.set_serial_number(&Asn1Integer::from_bn(serial).unwrap())
+            .unwrap();
+        cert.set_subject_name(name).unwrap();
+        cert.set_issuer_name(name).unwrap();
         cert.set_pubkey(&key).unwrap();
-        cert.set_not_before(&Asn1Time::days_from_now(0).unwrap())
+        cert.set_not_before(&Asn1Time::from_unix(0).unwrap())
             .unwrap();
-        cert.set_not_after(&Asn1Time::days_from_now(1).unwrap())
-            .unwrap();
+        cert.set_not_after(not_after).unwrap();
         for (oid, value) in extensions {
             let oid = Asn1Object::from_str(oid).unwrap();
             let value = Asn1OctetString::new_from_bytes(value).unwrap();
@@ -198,6 +228,90 @@ mod tests {
         }
         cert.sign(&key, MessageDigest::sha256()).unwrap();
         cert.build().to_der().unwrap()
+    }
+
+    /// What is read from OpenSSL's decoded certificate is what decoding the
+    /// whole DER certificate reads: the names' own bytes (the issuer key
+    /// is a hash of them), serials as encoded, negative ones included, and
+    /// notAfter as UTCTime and as GeneralizedTime.
+    #[test]
+    fn reads_what_a_whole_parse_reads() {
+        let serials = [
+            "0",
+            "1",
+            "7F",
+            "80",
+            "FF",
+            "0100",
+            "-1",
+            "-80",
+            "-81",
+            "-FF",
+            "7FFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFF",
+        ];
+        let times = [
+            "20490101000000Z",
+            "20491231235959Z",
+            "20500101000000Z",
+            "99991231235959Z",
+            "19700101000000Z",
+            "19500101000000Z",
+            "21060207062816Z",
+        ];
+        // CN=b+CN=a, its SET OF out of DER order, and a BMPString O: OpenSSL
+        // would encode this name otherwise, so only its own bytes hash to
+        // the same issuer key as a CRL naming this issuer.
+        let name_der = b"\x30\x25\x31\x14\x30\x08\x06\x03\x55\x04\x03\x0c\x01b\
+                         \x30\x08\x06\x03\x55\x04\x03\x0c\x01a\
+                         \x31\x0d\x30\x0b\x06\x03\x55\x04\x0a\x1e\x04\x00O\x00k";
+        let odd = X509Name::from_der(name_der).unwrap();
+        let plain =
+            X509Name::from_der(b"\x30\x0c\x31\x0a\x30\x08\x06\x03\x55\x04\x03\x0c\x01x").unwrap();
+        for (i, serial) in serials.iter().enumerate() {
+            let when = times[i % times.len()];
+            let time = Asn1Time::from_str_x509(when).unwrap();
+            let name = if i % 2 == 0 { &odd } else { &plain };
+            let der = certificate_with(name, &BigNum::from_hex_str(serial).unwrap(), &time, &[]);
+            let id = Identity::from_der(&der).unwrap();
+            let (_, whole) = x509_parser::parse_x509_certificate(&der).unwrap();
+            let at = format!("serial {serial}, notAfter {when}");
+            assert_eq!(
+                id.serial,
+                Serial::from_der_content(whole.raw_serial()),
+                "{at}"
+            );
+            assert_eq!(id.not_after, whole.validity().not_after.timestamp(), "{at}");
+            assert_eq!(id.subject, Dn::from_x509(whole.subject()), "{at}");
+            assert_eq!(id.issuer, Dn::from_x509(whole.issuer()), "{at}");
+            assert_eq!(id.issuer_key, issuer_key(whole.issuer().as_raw()), "{at}");
+            assert_eq!(id.fingerprint(), &crate::hex::sha256(&der), "{at}");
+        }
+        // The odd name's bytes are the certificate's, not OpenSSL's.
+        let der = certificate_with(
+            &odd,
+            &BigNum::from_u32(1).unwrap(),
+            &Asn1Time::days_from_now(1).unwrap(),
+            &[],
+        );
+        assert_eq!(
+            Identity::from_der(&der).unwrap().issuer_key,
+            issuer_key(name_der)
+        );
+        assert_eq!(
+            Identity::from_der(&der).unwrap().subject.to_rfc4514(),
+            "O=Ok,CN=b+CN=a"
+        );
+        // Negative serials keep their two's complement octets, as CRLs.
+        let der = certificate_with(
+            &plain,
+            &BigNum::from_hex_str("-81").unwrap(),
+            &Asn1Time::days_from_now(1).unwrap(),
+            &[],
+        );
+        assert_eq!(
+            Identity::from_der(&der).unwrap().serial.as_bytes(),
+            b"\xff\x7f"
+        );
     }
 
     /// Found while writing the fuzz targets: a malformed extension was
@@ -233,6 +347,28 @@ mod tests {
         for (oid, name) in [("2.5.29.19", "basicConstraints"), ("2.5.29.15", "keyUsage")] {
             let bad = Identity::from_der(certificate(&[(SAN, uri), (oid, b"\x30\x03\x01")]));
             assert_eq!(bad.unwrap_err(), IdentityError::InvalidExtension(name));
+        }
+    }
+
+    #[test]
+    fn unix_time_inverts_rfc3339() {
+        assert_eq!(unix_time(1970, 1, 1, 0), 0);
+        assert_eq!(unix_time(2000, 2, 29, 0), 951_782_400);
+        assert_eq!(
+            unix_time(2027, 1, 31, 12 * 3600 + 4 * 60 + 5),
+            1_801_397_045
+        );
+        assert_eq!(unix_time(9999, 12, 31, 86_399), 253_402_300_799);
+        assert_eq!(unix_time(1969, 12, 31, 86_399), -1);
+        for t in (-5_000_000_000i64..253_402_300_800).step_by(86_400 * 37 + 3_601) {
+            let text = rfc3339(t);
+            let num = |r: std::ops::Range<usize>| text[r].parse::<i64>().unwrap();
+            let secs = num(11..13) * 3600 + num(14..16) * 60 + num(17..19);
+            assert_eq!(
+                unix_time(num(0..4), num(5..7), num(8..10), secs),
+                t,
+                "{text}"
+            );
         }
     }
 

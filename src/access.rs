@@ -69,10 +69,7 @@ fn decide(r: &Request) -> Verdict {
     }
     // SAFETY: the request's connection is live while the request is.
     let cert = unsafe { client_cert(r.connection()) };
-    let chain = match cert {
-        ClientCert::Verified(_, chain) => Some(&**chain),
-        _ => None,
-    };
+    let chain = cert.verified().map(|v| &v.chain);
     // Read before the tables, so that a table published meanwhile makes
     // the next request decide again.
     let epoch = mcf.shared.as_ref().map_or(0, |s| s.epoch());
@@ -156,17 +153,27 @@ fn log_denial(r: &Request, reason: Reason) {
     let cert = unsafe { client_cert(r.connection()) };
     let log = r.log();
     match cert {
-        ClientCert::Verified(id, _) => {
-            ngx::ngx_log_error!(
-                NGX_LOG_ERR,
-                log,
-                "access forbidden by mtls: {}, subject: \"{}\", serial: {}{}",
-                reason.as_str(),
-                id.subject,
-                id.serial,
-                revocation::source_note(r, reason)
-            );
-        }
+        ClientCert::Verified(v) => match v.identity() {
+            Ok(id) => {
+                ngx::ngx_log_error!(
+                    NGX_LOG_ERR,
+                    log,
+                    "access forbidden by mtls: {}, subject: \"{}\", serial: {}{}",
+                    reason.as_str(),
+                    id.subject,
+                    id.serial,
+                    revocation::source_note(r, reason)
+                );
+            }
+            Err(e) => {
+                ngx::ngx_log_error!(
+                    NGX_LOG_ERR,
+                    log,
+                    "access forbidden by mtls: {}, {e}",
+                    reason.as_str()
+                );
+            }
+        },
         ClientCert::Unverified(verify) => {
             ngx::ngx_log_error!(
                 NGX_LOG_ERR,

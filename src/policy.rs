@@ -65,9 +65,21 @@ pub enum Peer<'a> {
     /// A certificate whose verification failed (possible with
     /// `ssl_verify_client optional_no_ca`).
     Unverified,
-    /// A verified certificate that the module cannot read.
+    /// A certificate the module cannot look at.
     Unreadable,
-    Verified(&'a Identity),
+    Verified(&'a dyn Certificate),
+}
+
+/// A verified certificate, whose identity is read only where a rule needs
+/// it: `None` where the module cannot read it.
+pub trait Certificate {
+    fn identity(&self) -> Option<&Identity>;
+}
+
+impl Certificate for Identity {
+    fn identity(&self) -> Option<&Identity> {
+        Some(self)
+    }
 }
 
 /// The identity rules of one configuration level: `mtls_allow_cn`,
@@ -196,17 +208,23 @@ impl Policy {
 
     /// Deny rules are checked before allow rules: deny always wins.
     /// `revocation` checks the certificate against the revocation sources.
+    /// Without rules a verified certificate passes as it is, and nothing of
+    /// it is read.
     pub fn decide(
         &self,
         peer: &Peer<'_>,
         revocation: impl FnOnce(&Identity) -> Result<(), Reason>,
     ) -> Result<(), Reason> {
-        let id = match peer {
+        let cert = match peer {
             Peer::NoCert => return Err(Reason::NoCert),
             Peer::Unverified => return Err(Reason::Unverified),
             Peer::Unreadable => return Err(Reason::BadCert),
-            Peer::Verified(id) => id,
+            Peer::Verified(cert) => cert,
         };
+        if !self.has_rules() {
+            return Ok(());
+        }
+        let id = cert.identity().ok_or(Reason::BadCert)?;
         if self
             .deny_serials
             .as_ref()

@@ -1,8 +1,10 @@
 //! The client certificate of a request's TLS connection.
 //!
-//! The certificate is read and parsed once per TLS connection and kept in
-//! the `SSL` object's ex_data, so keep-alive requests and HTTP/2 streams
-//! reuse it; OpenSSL frees it with the connection.
+//! What the handshake established is looked at once per TLS connection and
+//! kept in the `SSL` object's ex_data, so keep-alive requests and HTTP/2
+//! streams reuse it; OpenSSL frees it with the connection. The identity of
+//! a verified certificate is read on first use: a location without rules
+//! reads nothing of it.
 
 use std::sync::{Mutex, OnceLock};
 
@@ -10,19 +12,28 @@ use foreign_types::ForeignTypeRef;
 use ngx::ffi::ngx_connection_t;
 use openssl::ex_data::Index;
 use openssl::ssl::{Ssl, SslRef};
-use openssl::x509::{X509Ref, X509VerifyResult};
+use openssl::x509::{X509Ref, X509VerifyResult, X509};
 
 use crate::hex::Serial;
 use crate::identity::{x509, Identity};
-use crate::policy::Peer;
+use crate::policy::{Certificate, Peer};
 use crate::revocation::{issuer_key, IssuerKey, Key};
 
 /// What the handshake established about the client, as cached per connection.
 pub enum ClientCert {
     None,
     Unverified(X509VerifyResult),
+    /// A certificate the module could not even look at.
     Unreadable(String),
-    Verified(Box<Identity>, Box<Chain>),
+    Verified(Box<Verified>),
+}
+
+/// A client certificate that verified.
+pub struct Verified {
+    cert: X509,
+    /// Read on first use; the error says why the module cannot read it.
+    identity: OnceLock<Result<Identity, String>>,
+    pub chain: Chain,
 }
 
 /// A certificate of the verified chain, as revocation sees it.
@@ -38,12 +49,12 @@ pub struct Link {
 /// hashed on first use, once for all the connection's requests, and not at
 /// all where no revocation source is in effect.
 pub struct Chain {
-    /// The verified chain below its root, leaf first. `None` where OpenSSL
-    /// kept no chain (a resumed TLS session): then it is rebuilt from the
-    /// configured CA certificates.
-    links: Option<Vec<Link>>,
-    /// The chain rebuilt for a resumed session, once per connection.
-    rebuilt: OnceLock<Vec<Link>>,
+    /// The CA certificates of the verified chain, between the leaf and the
+    /// root. `None` where OpenSSL kept no chain (a resumed TLS session):
+    /// then it is rebuilt from the configured CA certificates.
+    cas: Option<Vec<X509>>,
+    /// The chain's links, leaf first, made on first use.
+    links: OnceLock<Vec<Link>>,
     deny_keys: OnceLock<(Key, Key)>,
     /// The connection's last request that passed, so that the next ones in
     /// the same location skip the look-ups while no table changed.
@@ -99,10 +110,17 @@ impl Link {
 }
 
 impl Chain {
-    fn of(ssl: &SslRef, leaf: &Identity) -> Chain {
+    /// The chain of a verified connection, without the leaf and the root
+    /// (the last certificate, which verifies itself).
+    fn of(ssl: &SslRef) -> Chain {
+        let cas = ssl.verified_chain().map(|chain| {
+            let len = chain.len();
+            let cas = chain.iter().take(len.saturating_sub(1)).skip(1);
+            cas.map(X509Ref::to_owned).collect()
+        });
         Chain {
-            links: verified_chain(ssl, leaf),
-            rebuilt: OnceLock::new(),
+            cas,
+            links: OnceLock::new(),
             deny_keys: OnceLock::new(),
             passed: Mutex::new(None),
         }
@@ -128,13 +146,18 @@ impl Chain {
         }
     }
 
-    /// The verified chain, or where OpenSSL kept none, the one `rebuild`
-    /// makes, kept for the connection's next requests.
-    pub fn links(&self, rebuild: impl FnOnce() -> Vec<Link>) -> &[Link] {
-        match &self.links {
-            Some(links) => links,
-            None => self.rebuilt.get_or_init(rebuild),
-        }
+    /// The links of the verified chain with `leaf`, its leaf, first; or
+    /// where OpenSSL kept no chain, or a CA of it cannot be read, the ones
+    /// `rebuild` makes. Made once for the connection's requests.
+    pub fn links(&self, leaf: &Identity, rebuild: impl FnOnce() -> Vec<Link>) -> &[Link] {
+        self.links.get_or_init(|| {
+            let verified = self.cas.as_ref().and_then(|cas| {
+                std::iter::once(Some(Link::leaf(leaf)))
+                    .chain(cas.iter().map(|ca| Link::ca(ca)))
+                    .collect()
+            });
+            verified.unwrap_or_else(rebuild)
+        })
     }
 
     /// The keys of `leaf`, this chain's leaf, in deny-list tables: its
@@ -149,22 +172,21 @@ impl Chain {
     }
 }
 
-/// The chain of a verified connection, leaf first, without the root (the
-/// last certificate, which verifies itself). The leaf's link comes from its
-/// identity, already parsed: parsing it again was a third of the module's
-/// cost per handshake.
-fn verified_chain(ssl: &SslRef, leaf: &Identity) -> Option<Vec<Link>> {
-    let chain = ssl.verified_chain()?;
-    let len = chain.len();
-    std::iter::once(Some(Link::leaf(leaf)))
-        .chain(
-            chain
-                .iter()
-                .take(len.saturating_sub(1))
-                .skip(1)
-                .map(Link::ca),
-        )
-        .collect()
+impl Verified {
+    /// The certificate's identity, read on first use.
+    pub fn identity(&self) -> Result<&Identity, &str> {
+        let read = || Identity::from_x509(&self.cert).map_err(|e| e.to_string());
+        self.identity
+            .get_or_init(read)
+            .as_ref()
+            .map_err(String::as_str)
+    }
+}
+
+impl Certificate for Verified {
+    fn identity(&self) -> Option<&Identity> {
+        Verified::identity(self).ok()
+    }
 }
 
 impl ClientCert {
@@ -173,16 +195,22 @@ impl ClientCert {
             ClientCert::None => Peer::NoCert,
             ClientCert::Unverified(_) => Peer::Unverified,
             ClientCert::Unreadable(_) => Peer::Unreadable,
-            ClientCert::Verified(id, _) => Peer::Verified(id),
+            ClientCert::Verified(v) => Peer::Verified(&**v),
         }
     }
 
-    /// The identity, only for a certificate that verified.
-    pub fn identity(&self) -> Option<&Identity> {
+    /// The verified certificate, if it is one.
+    pub fn verified(&self) -> Option<&Verified> {
         match self {
-            ClientCert::Verified(id, _) => Some(id),
+            ClientCert::Verified(v) => Some(v),
             _ => None,
         }
+    }
+
+    /// The identity, only for a certificate that verified and that the
+    /// module can read.
+    pub fn identity(&self) -> Option<&Identity> {
+        self.verified()?.identity().ok()
     }
 
     fn read(ssl: &SslRef) -> ClientCert {
@@ -193,13 +221,11 @@ impl ClientCert {
         if verify != X509VerifyResult::OK {
             return ClientCert::Unverified(verify);
         }
-        match Identity::from_x509(&cert) {
-            Ok(id) => {
-                let chain = Chain::of(ssl, &id);
-                ClientCert::Verified(Box::new(id), Box::new(chain))
-            }
-            Err(e) => ClientCert::Unreadable(e.to_string()),
-        }
+        ClientCert::Verified(Box::new(Verified {
+            chain: Chain::of(ssl),
+            cert,
+            identity: OnceLock::new(),
+        }))
     }
 }
 

@@ -9,7 +9,7 @@ use crate::identity::Identity;
 use crate::policy::Reason;
 use crate::revocation::{issuer_key, Scope};
 use crate::state::Shared;
-use crate::tls::{client_cert, Chain, ClientCert, Link};
+use crate::tls::{client_cert, Chain, Link};
 use crate::Module;
 
 /// Passes with the time until which the result may be reused on the
@@ -38,10 +38,13 @@ pub fn source_note(r: &Request, reason: Reason) -> String {
         return String::new();
     };
     // SAFETY: the request's connection is live while the request is.
-    let ClientCert::Verified(id, chain) = (unsafe { client_cert(r.connection()) }) else {
+    let Some(v) = (unsafe { client_cert(r.connection()) }).verified() else {
         return String::new();
     };
-    match check_sources(mcf, lcf, id, chain, super::ngx_now()) {
+    let Ok(id) = v.identity() else {
+        return String::new();
+    };
+    match check_sources(mcf, lcf, id, &v.chain, super::ngx_now()) {
         Err((_, Some(i))) => format!(", by \"{}\"", mcf.sources[i].path.display()),
         _ => String::new(),
     }
@@ -77,7 +80,7 @@ fn check_sources(
     let Some(crls) = lcf.policy.crls.as_deref() else {
         return Ok(reusable_until(shared, deny_lists.iter(), until));
     };
-    let links = chain.links(|| rebuild_chain(id, &mcf.cas));
+    let links = chain.links(id, || rebuild_chain(id, &mcf.cas));
     let checked = if lcf.crl_chain != 0 { links.len() } else { 1 };
     for link in &links[..checked.min(links.len())] {
         let mut covered = None;

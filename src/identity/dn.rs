@@ -508,28 +508,45 @@ fn decode_oid(der: &[u8]) -> Option<String> {
     if !matches!(der.last(), Some(last) if last & 0x80 == 0) {
         return None;
     }
-    let mut arcs = Vec::new();
-    for chunk in der.split_inclusive(|b| b & 0x80 == 0) {
+    // Written digit by digit into one string: this runs for every
+    // attribute of a client certificate's names.
+    let mut out = String::with_capacity(der.len() * 3 + 2);
+    for (i, chunk) in der.split_inclusive(|b| b & 0x80 == 0).enumerate() {
         if chunk.first() == Some(&0x80) {
             return None;
         }
         let arc = chunk.iter().try_fold(0u128, |acc, b| {
             acc.checked_mul(128).map(|acc| acc | u128::from(b & 0x7f))
         })?;
-        arcs.push(arc);
+        if i == 0 {
+            let (a, b) = match arc {
+                0..=39 => (0, arc),
+                40..=79 => (1, arc - 40),
+                _ => (2, arc - 80),
+            };
+            push_decimal(&mut out, a);
+            out.push('.');
+            push_decimal(&mut out, b);
+        } else {
+            out.push('.');
+            push_decimal(&mut out, arc);
+        }
     }
-    let (first, rest) = arcs.split_first()?;
-    let (a, b) = match *first {
-        0..=39 => (0, *first),
-        40..=79 => (1, first - 40),
-        _ => (2, first - 80),
-    };
-    let arcs = [a, b].into_iter().chain(rest.iter().copied());
-    Some(
-        arcs.map(|arc| arc.to_string())
-            .collect::<Vec<_>>()
-            .join("."),
-    )
+    Some(out)
+}
+
+fn push_decimal(out: &mut String, mut n: u128) {
+    let mut digits = [0u8; 39];
+    let mut at = digits.len();
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend(digits[at..].iter().map(|&d| char::from(d)));
 }
 
 /// One attribute value escaped as in [`Dn::to_rfc4514`], for `$mtls_cn`.
@@ -1362,6 +1379,33 @@ mod tests {
             let parsed = Dn::from_x509(&parse_name(&name_der(&[&[atv(OID_CN, value)]])));
             assert_eq!(parsed, cn(AvaValue::Der(value.to_vec())));
             assert_round_trip(&parsed);
+        }
+    }
+
+    #[test]
+    fn oids_decode_to_dotted_decimal() {
+        let big = u128::MAX.to_string();
+        for dotted in [
+            "0.0",
+            "0.39",
+            "1.0",
+            "1.39",
+            "2.0",
+            "2.39",
+            "2.40",
+            "2.999.1",
+            "2.5.4.3",
+            "1.2.840.113549.1.9.1",
+            "0.9.2342.19200300.100.1.25",
+            &format!("1.3.{big}.7"),
+        ] {
+            let der = encode_oid(dotted).unwrap();
+            assert_eq!(decode_oid(&der).as_deref(), Some(dotted), "{der:02x?}");
+        }
+        // An arc past u128, a non-minimal arc, a truncated one, none.
+        let past = [&[0x83][..], &[0xff; 18], &[0x7f]].concat();
+        for der in [&past[..], b"\x55\x80\x04", b"\x55\x84", b""] {
+            assert_eq!(decode_oid(der), None, "{der:02x?}");
         }
     }
 

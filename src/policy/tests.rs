@@ -20,7 +20,7 @@ use openssl::pkey::{PKey, Private};
 use openssl::x509::extension::{BasicConstraints, KeyUsage, SubjectAlternativeName};
 use openssl::x509::{X509Name, X509};
 
-use super::{IdentityRules, Peer, Policy, Reason};
+use super::{Certificate, IdentityRules, Peer, Policy, Reason};
 use crate::hex::{lower_hex, parse_fingerprint, Serial};
 use crate::identity::dn::Dn;
 use crate::identity::san::SanRule;
@@ -1019,6 +1019,68 @@ fn decide_connection_states_come_first() {
         for (peer, reason) in cases {
             assert_eq!(policy.decide(&peer, revocation), Err(reason));
         }
+    }
+    assert!(!consulted.get());
+}
+
+/// A verified certificate whose identity the module cannot read.
+struct Unreadable<'a>(&'a Cell<u32>);
+
+impl Certificate for Unreadable<'_> {
+    fn identity(&self) -> Option<&Identity> {
+        self.0.set(self.0.get() + 1);
+        None
+    }
+}
+
+/// Without rules a verified certificate passes unread; with any family of
+/// rules, revocation sources included, it is read, and one the module
+/// cannot read is denied as bad_cert before any rule.
+#[test]
+fn decide_reads_the_identity_only_for_rules() {
+    let reads = Cell::new(0);
+    let unreadable = Unreadable(&reads);
+    let consulted = Cell::new(false);
+    let revocation = |_: &Identity| {
+        consulted.set(true);
+        Ok(())
+    };
+    assert_eq!(
+        Policy::default().decide(&Peer::Verified(&unreadable), revocation),
+        Ok(())
+    );
+    assert_eq!(reads.get(), 0);
+    let sources: Arc<[usize]> = Arc::from([0]);
+    let policies = [
+        full_policy(),
+        Policy {
+            identity: identity(cn_rules(&["alice"])),
+            ..Policy::default()
+        },
+        Policy {
+            issuers: issuers(&[CA1]),
+            ..Policy::default()
+        },
+        Policy {
+            deny_serials: deny_serials(&["01"]),
+            ..Policy::default()
+        },
+        Policy {
+            crls: Some(sources.clone()),
+            ..Policy::default()
+        },
+        Policy {
+            deny_lists: Some(sources),
+            ..Policy::default()
+        },
+    ];
+    for (i, policy) in policies.iter().enumerate() {
+        assert_eq!(
+            policy.decide(&Peer::Verified(&unreadable), revocation),
+            Err(Reason::BadCert),
+            "policy {i}"
+        );
+        assert_eq!(reads.get(), i as u32 + 1);
     }
     assert!(!consulted.get());
 }

@@ -1050,30 +1050,7 @@ fn decide_reads_the_identity_only_for_rules() {
         Ok(())
     );
     assert_eq!(reads.get(), 0);
-    let sources: Arc<[usize]> = Arc::from([0]);
-    let policies = [
-        full_policy(),
-        Policy {
-            identity: identity(cn_rules(&["alice"])),
-            ..Policy::default()
-        },
-        Policy {
-            issuers: issuers(&[CA1]),
-            ..Policy::default()
-        },
-        Policy {
-            deny_serials: deny_serials(&["01"]),
-            ..Policy::default()
-        },
-        Policy {
-            crls: Some(sources.clone()),
-            ..Policy::default()
-        },
-        Policy {
-            deny_lists: Some(sources),
-            ..Policy::default()
-        },
-    ];
+    let policies = [vec![full_policy()], one_family_each()].concat();
     for (i, policy) in policies.iter().enumerate() {
         assert_eq!(
             policy.decide(&Peer::Verified(&unreadable), revocation),
@@ -1232,11 +1209,10 @@ fn decide_without_identity_rules() {
     assert_eq!(decide(&empty, &verified), Err(Reason::NotAllowed));
 }
 
-#[test]
-fn has_rules_per_family() {
-    assert!(!Policy::default().has_rules());
-    assert!(full_policy().has_rules());
-    let each = [
+/// One policy for each family of rules, with only that family set.
+fn one_family_each() -> Vec<Policy> {
+    let sources: Arc<[usize]> = Arc::from([0]);
+    vec![
         Policy {
             identity: identity(IdentityRules::default()),
             ..Policy::default()
@@ -1249,8 +1225,22 @@ fn has_rules_per_family() {
             deny_serials: deny_serials(&["01"]),
             ..Policy::default()
         },
-    ];
-    for policy in each {
+        Policy {
+            crls: Some(sources.clone()),
+            ..Policy::default()
+        },
+        Policy {
+            deny_lists: Some(sources),
+            ..Policy::default()
+        },
+    ]
+}
+
+#[test]
+fn has_rules_per_family() {
+    assert!(!Policy::default().has_rules());
+    assert!(full_policy().has_rules());
+    for policy in one_family_each() {
         assert!(policy.has_rules());
     }
 }

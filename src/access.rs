@@ -153,27 +153,34 @@ fn log_denial(r: &Request, reason: Reason) {
     let cert = unsafe { client_cert(r.connection()) };
     let log = r.log();
     match cert {
-        ClientCert::Verified(v) => match v.identity() {
-            Ok(id) => {
-                ngx::ngx_log_error!(
-                    NGX_LOG_ERR,
-                    log,
-                    "access forbidden by mtls: {}, subject: \"{}\", serial: {}{}",
-                    reason.as_str(),
-                    id.subject,
-                    id.serial,
-                    revocation::source_note(r, reason)
-                );
+        ClientCert::Verified(v) => {
+            let id = &v.identity;
+            match (reason, id.subject(), id.serial()) {
+                (Reason::BadCert, _, _) | (_, Err(_), _) | (_, _, Err(_)) => {
+                    let problem = id.problem().map_or_else(
+                        || "certificate cannot be read".to_owned(),
+                        ToString::to_string,
+                    );
+                    ngx::ngx_log_error!(
+                        NGX_LOG_ERR,
+                        log,
+                        "access forbidden by mtls: {}, {problem}",
+                        reason.as_str()
+                    );
+                }
+                (_, Ok(subject), Ok(serial)) => {
+                    ngx::ngx_log_error!(
+                        NGX_LOG_ERR,
+                        log,
+                        "access forbidden by mtls: {}, subject: \"{}\", serial: {}{}",
+                        reason.as_str(),
+                        subject,
+                        serial,
+                        revocation::source_note(r, reason)
+                    );
+                }
             }
-            Err(e) => {
-                ngx::ngx_log_error!(
-                    NGX_LOG_ERR,
-                    log,
-                    "access forbidden by mtls: {}, {e}",
-                    reason.as_str()
-                );
-            }
-        },
+        }
         ClientCert::Unverified(verify) => {
             ngx::ngx_log_error!(
                 NGX_LOG_ERR,

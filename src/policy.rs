@@ -10,9 +10,10 @@ use std::sync::Arc;
 
 use crate::hex::{Fingerprint, Serial};
 use crate::identity::dn::Dn;
+use crate::identity::san::Sans;
 use crate::identity::san::{self, SanRule};
 use crate::identity::spiffe::{SpiffeId, SpiffePattern};
-use crate::identity::Identity;
+use crate::identity::{Identity, IdentityError};
 
 /// Why a request was denied; `as_str` is the `$mtls_reason` token.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -67,20 +68,14 @@ pub enum Peer<'a> {
     Unverified,
     /// A certificate the module cannot look at.
     Unreadable,
-    Verified(&'a dyn Certificate),
+    /// A verified certificate, whose parts are read as the rules ask.
+    Verified(&'a Identity),
 }
 
-/// A verified certificate, whose identity is read only where a rule needs
-/// it: `None` where the module cannot read it.
-pub trait Certificate {
-    fn identity(&self) -> Option<&Identity>;
-}
-
-impl Certificate for Identity {
-    fn identity(&self) -> Option<&Identity> {
-        Some(self)
-    }
-}
+/// No rule matched, and a part of the certificate some rule needed could
+/// not be read.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Unread;
 
 /// The identity rules of one configuration level: `mtls_allow_cn`,
 /// `mtls_allow_dn`, `mtls_allow_san`, `mtls_allow_spiffe` and
@@ -135,24 +130,58 @@ impl IdentityRules {
         self.fingerprints.insert(fingerprint);
     }
 
-    pub fn matches(&self, id: &Identity) -> bool {
-        id.cn.as_ref().is_some_and(|cn| self.cns.contains(cn))
-            || self.dns.contains(&id.subject)
-            || self.fingerprints.contains(id.fingerprint())
-            || self.matches_san(id)
-            || id
-                .spiffe_id
-                .as_ref()
-                .is_some_and(|sid| self.matches_spiffe(sid))
+    /// Whether a rule matches `id`. Only the parts of the certificate that
+    /// rules of this level look at are read, until one matches: a rule
+    /// that matches a part the module can read allows, whatever the other
+    /// parts hold. `Err` where none matched and a part a rule needed could
+    /// not be read: that is no proof that the certificate is not allowed.
+    pub fn matches(&self, id: &Identity) -> Result<bool, Unread> {
+        let mut unread = false;
+        let mut check = |outcome: Result<bool, &IdentityError>| match outcome {
+            Ok(matched) => matched,
+            Err(_) => {
+                unread = true;
+                false
+            }
+        };
+        let matched = (!self.cns.is_empty()
+            && check(id.cn().map(|cn| cn.is_some_and(|cn| self.cns.contains(cn)))))
+            || (!self.dns.is_empty() && check(id.subject().map(|dn| self.dns.contains(dn))))
+            || (!self.fingerprints.is_empty()
+                && check(id.fingerprint().map(|f| self.fingerprints.contains(f))))
+            || (self.has_san_rules() && check(id.sans().map(|sans| self.matches_san(sans))))
+            || (self.has_spiffe_rules()
+                && check(
+                    id.spiffe_id()
+                        .map(|sid| sid.is_some_and(|sid| self.matches_spiffe(sid))),
+                ));
+        match (matched, unread) {
+            (true, _) => Ok(true),
+            (false, true) => Err(Unread),
+            (false, false) => Ok(false),
+        }
     }
 
-    fn matches_san(&self, id: &Identity) -> bool {
-        id.sans.dns.iter().any(|name| {
+    fn has_san_rules(&self) -> bool {
+        !(self.san_dns.is_empty()
+            && self.san_dns_wildcard.is_empty()
+            && self.san_email.is_empty()
+            && self.san_uri.is_empty()
+            && self.san_ip.is_empty())
+    }
+
+    fn has_spiffe_rules(&self) -> bool {
+        !(self.spiffe_exact.is_empty() && self.spiffe_below.is_empty())
+    }
+
+    /// Whether a SAN rule matches one of `sans`.
+    pub fn matches_san(&self, sans: &Sans) -> bool {
+        sans.dns.iter().any(|name| {
             self.san_dns.contains(name)
                 || san::wildcard_parent(name).is_some_and(|p| self.san_dns_wildcard.contains(p))
-        }) || id.sans.email.iter().any(|e| self.san_email.contains(e))
-            || id.sans.uri.iter().any(|u| self.san_uri.contains(u))
-            || id.sans.ip.iter().any(|&ip| {
+        }) || sans.email.iter().any(|e| self.san_email.contains(e))
+            || sans.uri.iter().any(|u| self.san_uri.contains(u))
+            || sans.ip.iter().any(|&ip| {
                 self.ip_prefixes
                     .iter()
                     .filter(|&&(v4, _)| v4 == ip.is_ipv4())
@@ -160,7 +189,8 @@ impl IdentityRules {
             })
     }
 
-    fn matches_spiffe(&self, sid: &SpiffeId) -> bool {
+    /// Whether a SPIFFE pattern matches `sid`.
+    pub fn matches_spiffe(&self, sid: &SpiffeId) -> bool {
         self.spiffe_exact.contains(sid) || sid.ancestors().any(|a| self.spiffe_below.contains(a))
     }
 }
@@ -208,46 +238,40 @@ impl Policy {
 
     /// Deny rules are checked before allow rules: deny always wins.
     /// `revocation` checks the certificate against the revocation sources.
-    /// Without rules a verified certificate passes as it is, and nothing of
-    /// it is read.
+    /// Each check reads only the parts of the certificate it needs; one it
+    /// cannot read denies the request as `bad_cert`. Without rules a
+    /// verified certificate passes as it is, and nothing of it is read.
     pub fn decide(
         &self,
         peer: &Peer<'_>,
         revocation: impl FnOnce(&Identity) -> Result<(), Reason>,
     ) -> Result<(), Reason> {
-        let cert = match peer {
+        let id = match peer {
             Peer::NoCert => return Err(Reason::NoCert),
             Peer::Unverified => return Err(Reason::Unverified),
             Peer::Unreadable => return Err(Reason::BadCert),
-            Peer::Verified(cert) => cert,
+            Peer::Verified(id) => id,
         };
         if !self.has_rules() {
             return Ok(());
         }
-        let id = cert.identity().ok_or(Reason::BadCert)?;
-        if self
-            .deny_serials
-            .as_ref()
-            .is_some_and(|s| s.contains(&id.serial))
-        {
-            return Err(Reason::SerialDenied);
+        let unreadable = |_| Reason::BadCert;
+        if let Some(serials) = &self.deny_serials {
+            if serials.contains(id.serial().map_err(unreadable)?) {
+                return Err(Reason::SerialDenied);
+            }
         }
         revocation(id)?;
-        if self
-            .issuers
-            .as_ref()
-            .is_some_and(|s| !s.contains(&id.issuer))
-        {
-            return Err(Reason::Issuer);
+        if let Some(issuers) = &self.issuers {
+            if !issuers.contains(id.issuer().map_err(unreadable)?) {
+                return Err(Reason::Issuer);
+            }
         }
-        if self
-            .identity
-            .as_ref()
-            .is_some_and(|rules| !rules.matches(id))
-        {
-            return Err(Reason::NotAllowed);
+        match self.identity.as_ref().map(|rules| rules.matches(id)) {
+            None | Some(Ok(true)) => Ok(()),
+            Some(Ok(false)) => Err(Reason::NotAllowed),
+            Some(Err(Unread)) => Err(Reason::BadCert),
         }
-        Ok(())
     }
 }
 

@@ -3,8 +3,8 @@
 //! What the handshake established is looked at once per TLS connection and
 //! kept in the `SSL` object's ex_data, so keep-alive requests and HTTP/2
 //! streams reuse it; OpenSSL frees it with the connection. The identity of
-//! a verified certificate is read on first use: a location without rules
-//! reads nothing of it.
+//! a verified certificate is read part by part on first use: a location
+//! without rules reads nothing of it.
 
 use std::sync::{Mutex, OnceLock};
 
@@ -16,7 +16,7 @@ use openssl::x509::{X509Ref, X509VerifyResult, X509};
 
 use crate::hex::Serial;
 use crate::identity::{x509, Identity};
-use crate::policy::{Certificate, Peer};
+use crate::policy::Peer;
 use crate::revocation::{issuer_key, IssuerKey, Key};
 
 /// What the handshake established about the client, as cached per connection.
@@ -30,9 +30,8 @@ pub enum ClientCert {
 
 /// A client certificate that verified.
 pub struct Verified {
-    cert: X509,
-    /// Read on first use; the error says why the module cannot read it.
-    identity: OnceLock<Result<Identity, String>>,
+    /// Its parts are read on first use.
+    pub identity: Identity,
     pub chain: Chain,
 }
 
@@ -91,9 +90,14 @@ impl Link {
             .get_or_init(|| Key::crl(&self.issuer_key, self.serial.as_bytes()))
     }
 
-    /// The link of a chain's leaf, from its identity, already parsed.
-    pub fn leaf(id: &Identity) -> Link {
-        Link::new(id.issuer_key, id.serial.clone(), false)
+    /// The link of a chain's leaf; `None` where its issuer or serial cannot
+    /// be read.
+    pub fn leaf(id: &Identity) -> Option<Link> {
+        Some(Link::new(
+            *id.issuer_key().ok()?,
+            id.serial().ok()?.clone(),
+            false,
+        ))
     }
 
     /// The link of a CA certificate of the chain. The serial is taken as
@@ -146,46 +150,41 @@ impl Chain {
         }
     }
 
-    /// The links of the verified chain with `leaf`, its leaf, first; or
-    /// where OpenSSL kept no chain, or a CA of it cannot be read, the ones
-    /// `rebuild` makes. Made once for the connection's requests.
-    pub fn links(&self, leaf: &Identity, rebuild: impl FnOnce() -> Vec<Link>) -> &[Link] {
-        self.links.get_or_init(|| {
-            let verified = self.cas.as_ref().and_then(|cas| {
-                std::iter::once(Some(Link::leaf(leaf)))
-                    .chain(cas.iter().map(|ca| Link::ca(ca)))
-                    .collect()
-            });
-            verified.unwrap_or_else(rebuild)
-        })
+    /// The links of the verified chain, the link of `leaf` (its leaf)
+    /// first; or where OpenSSL kept no chain, or a CA of it cannot be read,
+    /// the ones `rebuild` makes from the leaf's link. Made once for the
+    /// connection's requests; `None` where the leaf's link cannot be read.
+    pub fn links(
+        &self,
+        leaf: &Identity,
+        rebuild: impl FnOnce(Link) -> Vec<Link>,
+    ) -> Option<&[Link]> {
+        if let Some(links) = self.links.get() {
+            return Some(links);
+        }
+        let leaf = Link::leaf(leaf)?;
+        let cas: Option<Vec<Link>> = self
+            .cas
+            .as_ref()
+            .and_then(|cas| cas.iter().map(|ca| Link::ca(ca)).collect());
+        let links = match cas {
+            Some(cas) => std::iter::once(leaf).chain(cas).collect(),
+            None => rebuild(leaf),
+        };
+        Some(self.links.get_or_init(|| links))
     }
 
     /// The keys of `leaf`, this chain's leaf, in deny-list tables: its
-    /// serial and its fingerprint.
-    pub fn deny_keys(&self, leaf: &Identity) -> (Key, Key) {
-        *self.deny_keys.get_or_init(|| {
-            (
-                Key::serial(leaf.serial.as_bytes()),
-                Key::fingerprint(leaf.fingerprint()),
-            )
-        })
-    }
-}
-
-impl Verified {
-    /// The certificate's identity, read on first use.
-    pub fn identity(&self) -> Result<&Identity, &str> {
-        let read = || Identity::from_x509(&self.cert).map_err(|e| e.to_string());
-        self.identity
-            .get_or_init(read)
-            .as_ref()
-            .map_err(String::as_str)
-    }
-}
-
-impl Certificate for Verified {
-    fn identity(&self) -> Option<&Identity> {
-        Verified::identity(self).ok()
+    /// serial and its fingerprint; `None` where either cannot be read.
+    pub fn deny_keys(&self, leaf: &Identity) -> Option<(Key, Key)> {
+        if let Some(keys) = self.deny_keys.get() {
+            return Some(*keys);
+        }
+        let keys = (
+            Key::serial(leaf.serial().ok()?.as_bytes()),
+            Key::fingerprint(leaf.fingerprint().ok()?),
+        );
+        Some(*self.deny_keys.get_or_init(|| keys))
     }
 }
 
@@ -195,7 +194,7 @@ impl ClientCert {
             ClientCert::None => Peer::NoCert,
             ClientCert::Unverified(_) => Peer::Unverified,
             ClientCert::Unreadable(_) => Peer::Unreadable,
-            ClientCert::Verified(v) => Peer::Verified(&**v),
+            ClientCert::Verified(v) => Peer::Verified(&v.identity),
         }
     }
 
@@ -207,10 +206,9 @@ impl ClientCert {
         }
     }
 
-    /// The identity, only for a certificate that verified and that the
-    /// module can read.
+    /// The identity, only for a certificate that verified.
     pub fn identity(&self) -> Option<&Identity> {
-        self.verified()?.identity().ok()
+        Some(&self.verified()?.identity)
     }
 
     fn read(ssl: &SslRef) -> ClientCert {
@@ -223,8 +221,7 @@ impl ClientCert {
         }
         ClientCert::Verified(Box::new(Verified {
             chain: Chain::of(ssl),
-            cert,
-            identity: OnceLock::new(),
+            identity: Identity::new(cert),
         }))
     }
 }

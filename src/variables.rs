@@ -13,7 +13,7 @@ use ngx::ngx_string;
 
 use crate::access::verdict;
 use crate::hex::lower_hex;
-use crate::identity::dn::escape_value;
+use crate::identity::dn::{escape_value, Dn};
 use crate::identity::Identity;
 use crate::tls::client_cert;
 
@@ -111,32 +111,41 @@ fn value(r: &mut Request, var: Var) -> String {
     certificate_value(id, var)
 }
 
+/// The value of `var` for `id`: empty where the part it shows cannot be
+/// read.
 fn certificate_value(id: &Identity, var: Var) -> String {
     let list = |items: &mut dyn Iterator<Item = String>| items.collect::<Vec<_>>().join(" ");
-    match var {
-        Var::Subject => id.subject.to_rfc4514(),
-        Var::Issuer => id.issuer.to_rfc4514(),
-        Var::Cn => id.cn.as_deref().map(escape_value).unwrap_or_default(),
-        Var::Serial => id.serial.to_string(),
-        Var::Fingerprint => lower_hex(id.fingerprint()),
-        Var::SanDns => list(&mut id.sans.dns.iter().map(|s| escape_list_item(s))),
-        Var::SanEmail => list(&mut id.sans.email.iter().map(|s| escape_list_item(s))),
-        Var::SanUri => list(&mut id.sans.uri.iter().map(|s| escape_list_item(s))),
-        Var::SanIp => list(&mut id.sans.ip.iter().map(|ip| ip.to_string())),
+    let value = match var {
+        Var::Subject => id.subject().map(Dn::to_rfc4514),
+        Var::Issuer => id.issuer().map(Dn::to_rfc4514),
+        Var::Cn => id.cn().map(|cn| cn.map(escape_value).unwrap_or_default()),
+        Var::Serial => id.serial().map(ToString::to_string),
+        Var::Fingerprint => id.fingerprint().map(|f| lower_hex(f)),
+        Var::SanDns => id
+            .sans()
+            .map(|s| list(&mut s.dns.iter().map(|s| escape_list_item(s)))),
+        Var::SanEmail => id
+            .sans()
+            .map(|s| list(&mut s.email.iter().map(|s| escape_list_item(s)))),
+        Var::SanUri => id
+            .sans()
+            .map(|s| list(&mut s.uri.iter().map(|s| escape_list_item(s)))),
+        Var::SanIp => id
+            .sans()
+            .map(|s| list(&mut s.ip.iter().map(|ip| ip.to_string()))),
         Var::SpiffeId => id
-            .spiffe_id
-            .as_ref()
-            .map(|s| s.as_str().to_owned())
-            .unwrap_or_default(),
-        Var::NotAfter => crate::identity::rfc3339(id.not_after),
-        Var::ExpiresIn => {
+            .spiffe_id()
+            .map(|sid| sid.map(|s| s.as_str().to_owned()).unwrap_or_default()),
+        Var::NotAfter => id.not_after().map(crate::identity::rfc3339),
+        Var::ExpiresIn => id.not_after().map(|not_after| {
             let now = SystemTime::now()
                 .duration_since(UNIX_EPOCH)
                 .map_or(0, |d| d.as_secs() as i64);
-            (id.not_after - now).to_string()
-        }
-        Var::Decision | Var::Reason => String::new(),
-    }
+            (not_after - now).to_string()
+        }),
+        Var::Decision | Var::Reason => Ok(String::new()),
+    };
+    value.unwrap_or_default()
 }
 
 /// SAN values are IA5 strings, but a certificate may carry any byte: escape

@@ -21,66 +21,81 @@ fuzz_target!(|data: &[u8]| {
     let Ok(id) = Identity::from_der(data) else {
         return;
     };
-    check_dn(&id.subject);
-    check_dn(&id.issuer);
-    check_whole(data, &id);
-    rfc3339(id.not_after);
-
-    let serial = id.serial.to_string();
-    assert_eq!(Serial::parse(&serial).as_ref(), Ok(&id.serial), "{serial}");
-    let denied = Policy {
-        deny_serials: Some(
-            [id.serial.clone()]
-                .into_iter()
-                .collect::<std::collections::HashSet<_>>()
-                .into(),
-        ),
-        ..Policy::default()
-    };
-    assert_eq!(
-        denied.decide(&Peer::Verified(&id), |_| Ok(())),
-        Err(Reason::SerialDenied)
-    );
-
-    let fingerprint = format!("sha256:{}", lower_hex(id.fingerprint()));
-    assert_eq!(parse_fingerprint(&fingerprint), Ok(*id.fingerprint()));
-    let mut rules = IdentityRules::default();
-    rules.add_fingerprint(*id.fingerprint());
-    assert!(rules.matches(&id));
-
-    if let Some(cn) = &id.cn {
+    let readable = |rules: &IdentityRules| rules.matches(&id) == Ok(true);
+    if let Ok(subject) = id.subject() {
+        check_dn(subject);
+        let mut rules = IdentityRules::default();
+        rules.add_dn(subject.clone());
+        assert!(readable(&rules));
+    }
+    if let Ok(Some(cn)) = id.cn() {
         let mut rules = IdentityRules::default();
         rules.add_cn(cn);
-        assert!(rules.matches(&id), "{cn:?}");
+        assert!(readable(&rules), "{cn:?}");
     }
-    let mut rules = IdentityRules::default();
-    rules.add_dn(id.subject.clone());
-    assert!(rules.matches(&id));
+    if let Ok(issuer) = id.issuer() {
+        check_dn(issuer);
+    }
+    if let Ok(not_after) = id.not_after() {
+        rfc3339(not_after);
+    }
+    check_whole(data, &id);
+
+    if let Ok(serial) = id.serial() {
+        let printed = serial.to_string();
+        assert_eq!(Serial::parse(&printed).as_ref(), Ok(serial), "{printed}");
+        let denied = Policy {
+            deny_serials: Some(
+                [serial.clone()]
+                    .into_iter()
+                    .collect::<std::collections::HashSet<_>>()
+                    .into(),
+            ),
+            ..Policy::default()
+        };
+        assert_eq!(
+            denied.decide(&Peer::Verified(&id), |_| Ok(())),
+            Err(Reason::SerialDenied)
+        );
+    }
+
+    if let Ok(fingerprint) = id.fingerprint() {
+        let printed = format!("sha256:{}", lower_hex(fingerprint));
+        assert_eq!(parse_fingerprint(&printed), Ok(*fingerprint));
+        let mut rules = IdentityRules::default();
+        rules.add_fingerprint(*fingerprint);
+        assert!(readable(&rules));
+    }
 
     // Each SAN written as a rule matches, where it is a valid rule value
     // (but for a certificate's literal `*.parent`, which as a rule is a
     // wildcard: it must not match the literal name, see san_rule).
-    let sans = id.sans.dns.iter().map(|v| format!("dns:{v}"));
-    let sans = sans.chain(id.sans.email.iter().map(|v| format!("email:{v}")));
-    let sans = sans.chain(id.sans.uri.iter().map(|v| format!("uri:{v}")));
-    let sans = sans.chain(id.sans.ip.iter().map(|v| format!("ip:{v}")));
-    for text in sans {
-        if let Some(rule) = SanRule::parse(&text)
-            .ok()
-            .filter(|r| !matches!(r, SanRule::DnsWildcard(_)))
-        {
-            let mut rules = IdentityRules::default();
-            rules.add_san(rule);
-            assert!(rules.matches(&id), "{text}");
+    if let Ok(id_sans) = id.sans() {
+        let sans = id_sans.dns.iter().map(|v| format!("dns:{v}"));
+        let sans = sans.chain(id_sans.email.iter().map(|v| format!("email:{v}")));
+        let sans = sans.chain(id_sans.uri.iter().map(|v| format!("uri:{v}")));
+        let sans = sans.chain(id_sans.ip.iter().map(|v| format!("ip:{v}")));
+        for text in sans {
+            if let Some(rule) = SanRule::parse(&text)
+                .ok()
+                .filter(|r| !matches!(r, SanRule::DnsWildcard(_)))
+            {
+                let mut rules = IdentityRules::default();
+                rules.add_san(rule);
+                assert!(readable(&rules), "{text}");
+            }
         }
     }
 
-    if let Some(sid) = &id.spiffe_id {
-        assert_eq!(id.sans.uri, [sid.as_str()]);
+    if let Ok(Some(sid)) = id.spiffe_id() {
+        assert_eq!(
+            id.sans().map(|s| s.uri.as_slice()),
+            Ok(&[sid.as_str().to_owned()][..])
+        );
         assert_eq!(SpiffeId::parse(sid.as_str()).as_ref(), Ok(sid));
         let mut rules = IdentityRules::default();
         rules.add_spiffe(SpiffePattern::parse(sid.as_str()).unwrap());
-        assert!(rules.matches(&id));
+        assert!(readable(&rules));
     }
 });
 
@@ -91,13 +106,19 @@ fn check_whole(der: &[u8], id: &Identity) {
     let Ok((_, whole)) = x509_parser::parse_x509_certificate(der) else {
         return;
     };
-    assert_eq!(id.subject, Dn::from_x509(whole.subject()));
-    assert_eq!(id.issuer, Dn::from_x509(whole.issuer()));
-    assert_eq!(id.issuer_key, issuer_key(whole.issuer().as_raw()));
-    assert_eq!(id.serial, Serial::from_der_content(whole.raw_serial()));
-    assert_eq!(id.not_after, whole.validity().not_after.timestamp());
+    assert_eq!(id.subject().ok(), Some(&Dn::from_x509(whole.subject())));
+    assert_eq!(id.issuer().ok(), Some(&Dn::from_x509(whole.issuer())));
+    let key = issuer_key(whole.issuer().as_raw());
+    assert_eq!(id.issuer_key().ok(), Some(&key));
+    let serial = Serial::from_der_content(whole.raw_serial());
+    assert_eq!(id.serial().ok(), Some(&serial));
+    assert_eq!(
+        id.not_after().ok(),
+        Some(whole.validity().not_after.timestamp())
+    );
     if let Ok(Some(san)) = whole.subject_alternative_name() {
-        assert_eq!(id.sans, Sans::from_general_names(&san.value.general_names));
+        let sans = Sans::from_general_names(&san.value.general_names);
+        assert_eq!(id.sans().ok(), Some(&sans));
     }
 }
 

@@ -11,19 +11,12 @@ use std::net::IpAddr;
 
 use libfuzzer_sys::fuzz_target;
 use ngx_http_mtls_module::identity::san::{self, SanRule, Sans};
-use ngx_http_mtls_module::identity::Identity;
 use ngx_http_mtls_module::policy::IdentityRules;
-
-fn identity(sans: Sans) -> Identity {
-    let mut id = Identity::default();
-    id.sans = sans;
-    id
-}
 
 fn matches(rule: &SanRule, sans: Sans) -> bool {
     let mut rules = IdentityRules::default();
     rules.add_san(rule.clone());
-    rules.matches(&identity(sans))
+    rules.matches_san(&sans)
 }
 
 fuzz_target!(|data: &[u8]| {

@@ -41,10 +41,7 @@ pub fn source_note(r: &Request, reason: Reason) -> String {
     let Some(v) = (unsafe { client_cert(r.connection()) }).verified() else {
         return String::new();
     };
-    let Ok(id) = v.identity() else {
-        return String::new();
-    };
-    match check_sources(mcf, lcf, id, &v.chain, super::ngx_now()) {
+    match check_sources(mcf, lcf, &v.identity, &v.chain, super::ngx_now()) {
         Err((_, Some(i))) => format!(", by \"{}\"", mcf.sources[i].path.display()),
         _ => String::new(),
     }
@@ -66,7 +63,7 @@ fn check_sources(
     };
     let deny_lists = lcf.policy.deny_lists.as_deref().unwrap_or_default();
     if !deny_lists.is_empty() {
-        let (serial, fingerprint) = chain.deny_keys(id);
+        let (serial, fingerprint) = chain.deny_keys(id).ok_or((Reason::BadCert, None))?;
         for &i in deny_lists {
             shared.with_table(i, |table| match table {
                 None => Err((Reason::DenyListMissing, Some(i))),
@@ -80,7 +77,9 @@ fn check_sources(
     let Some(crls) = lcf.policy.crls.as_deref() else {
         return Ok(reusable_until(shared, deny_lists.iter(), until));
     };
-    let links = chain.links(id, || rebuild_chain(id, &mcf.cas));
+    let links = chain
+        .links(id, |leaf| rebuild_chain(leaf, &mcf.cas))
+        .ok_or((Reason::BadCert, None))?;
     let checked = if lcf.crl_chain != 0 { links.len() } else { 1 };
     for link in &links[..checked.min(links.len())] {
         let mut covered = None;
@@ -140,9 +139,9 @@ fn reusable_until<'a>(
 /// self-issued root. An issuer that is not found ends the chain there; its
 /// certificate then goes unchecked only if it is not among the CAs at all,
 /// which a verified chain rules out for `ssl_client_certificate` setups.
-fn rebuild_chain(id: &Identity, cas: &[X509]) -> Vec<Link> {
-    let mut links = vec![Link::leaf(id)];
-    let mut issuer = id.issuer_key;
+fn rebuild_chain(leaf: Link, cas: &[X509]) -> Vec<Link> {
+    let mut issuer = leaf.issuer_key;
+    let mut links = vec![leaf];
     while links.len() < 16 {
         let Some(ca) = cas.iter().find(|ca| {
             ca.subject_name()

@@ -1,11 +1,12 @@
 //! Certificate identity: everything the policy and the variables need from a
-//! client certificate, read once per TLS connection.
+//! client certificate, read once per TLS connection, part by part.
 //!
-//! This runs once per TLS handshake, so it reads only what it must, from the
-//! certificate OpenSSL decoded in the handshake (see [`x509`]): the two
-//! names, the serial, notAfter, and the extensions subjectAltName and, for
-//! an SVID, basicConstraints and keyUsage. The fingerprint is hashed on
-//! first use.
+//! Each part is read on first use, from the certificate OpenSSL decoded in
+//! the handshake (see [`x509`]): a CRL needs the issuer key and the serial,
+//! a CN rule the subject, a SPIFFE rule the subjectAltName and, for an
+//! SVID, basicConstraints and keyUsage. Nothing else of the certificate is
+//! read, so what a location does not ask about costs nothing, and a part
+//! the module cannot read fails only what needs it.
 
 pub mod dn;
 pub mod san;
@@ -20,83 +21,201 @@ use x509_parser::extensions::{BasicConstraints, KeyUsage, SubjectAlternativeName
 use x509_parser::prelude::{FromDer, X509Error};
 
 use crate::hex::{Fingerprint, Serial};
+use crate::revocation::IssuerKey;
 use dn::{AvaValue, Dn, OID_CN};
 use san::Sans;
 use spiffe::SpiffeId;
 
-#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum IdentityError {
     #[error("certificate does not parse: {0}")]
     Parse(String),
+    #[error("certificate has an invalid {0}")]
+    Invalid(&'static str),
     #[error("certificate has more than one {0} extension")]
     DuplicateExtension(&'static str),
     #[error("certificate has an invalid {0} extension")]
     InvalidExtension(&'static str),
 }
 
-#[derive(Clone, Debug, Default)]
+/// A part of the certificate, or why it cannot be read.
+pub type Part<'a, T> = Result<T, &'a IdentityError>;
+
+type Cell<T> = OnceLock<Result<T, IdentityError>>;
+
+/// A verified certificate and the parts of it read so far.
+#[derive(Clone, Debug)]
 pub struct Identity {
-    pub subject: Dn,
-    pub issuer: Dn,
+    cert: X509,
+    subject: Cell<Subject>,
+    issuer: Cell<Dn>,
     /// SHA-256 of the issuer Name's DER, the key of its CRL.
-    pub issuer_key: [u8; 32],
-    /// The subject's CN when there is exactly one and it is a string.
-    pub cn: Option<String>,
-    pub serial: Serial,
-    /// The certificate, for its fingerprint.
-    der: Box<[u8]>,
-    fingerprint: OnceLock<Fingerprint>,
-    pub sans: Sans,
+    issuer_key: Cell<IssuerKey>,
+    serial: Cell<Serial>,
+    /// SHA-256 of the certificate's DER encoding.
+    fingerprint: Cell<Fingerprint>,
+    sans: Cell<Sans>,
     /// Set only for a valid X.509-SVID.
-    pub spiffe_id: Option<SpiffeId>,
+    spiffe_id: Cell<Option<SpiffeId>>,
     /// Unix time.
-    pub not_after: i64,
+    not_after: Cell<i64>,
+}
+
+#[derive(Clone, Debug)]
+struct Subject {
+    dn: Dn,
+    /// The CN when there is exactly one and it is a string.
+    cn: Option<String>,
+}
+
+/// The part in `cell`, read by `read` on first use.
+fn part<'a, T>(
+    cell: &'a Cell<T>,
+    read: impl FnOnce() -> Result<T, IdentityError>,
+) -> Part<'a, &'a T> {
+    cell.get_or_init(read).as_ref()
 }
 
 impl Identity {
-    /// The identity of a certificate OpenSSL has decoded.
-    pub fn from_x509(cert: &X509Ref) -> Result<Identity, IdentityError> {
-        let unreadable = |what: &str| IdentityError::Parse(format!("invalid {what}"));
-        let issuer_der = x509::name_der(cert.issuer_name()).ok_or_else(|| unreadable("issuer"))?;
-        let subject = x509::name_der(cert.subject_name())
-            .and_then(Dn::from_der)
-            .ok_or_else(|| unreadable("subject"))?;
-        let sans =
-            extension::<SubjectAlternativeName>(cert, Nid::SUBJECT_ALT_NAME, "subjectAltName")?
-                .map(|ext| Sans::from_general_names(&ext.general_names))
-                .unwrap_or_default();
-        let spiffe_id = svid_id(cert, &sans)?;
-        Ok(Identity {
-            cn: single_cn(&subject),
-            issuer: Dn::from_der(issuer_der).ok_or_else(|| unreadable("issuer"))?,
-            issuer_key: crate::revocation::issuer_key(issuer_der),
-            subject,
-            serial: Serial::from_der_content(
-                &x509::serial_content(cert).ok_or_else(|| unreadable("serialNumber"))?,
-            ),
-            sans,
-            spiffe_id,
-            not_after: x509::not_after(cert).ok_or_else(|| unreadable("notAfter"))?,
+    /// The identity of a certificate OpenSSL has decoded; nothing is read
+    /// yet.
+    pub fn new(cert: X509) -> Identity {
+        Identity {
+            cert,
+            subject: OnceLock::new(),
+            issuer: OnceLock::new(),
+            issuer_key: OnceLock::new(),
+            serial: OnceLock::new(),
             fingerprint: OnceLock::new(),
-            der: cert
-                .to_der()
-                .map_err(|e| IdentityError::Parse(e.to_string()))?
-                .into(),
-        })
+            sans: OnceLock::new(),
+            spiffe_id: OnceLock::new(),
+            not_after: OnceLock::new(),
+        }
     }
 
     /// The identity of a DER certificate, decoded by OpenSSL first, as in a
     /// handshake.
     pub fn from_der(der: impl AsRef<[u8]>) -> Result<Identity, IdentityError> {
         let cert = X509::from_der(der.as_ref()).map_err(|e| IdentityError::Parse(e.to_string()))?;
-        Identity::from_x509(&cert)
+        Ok(Identity::new(cert))
     }
 
-    /// The SHA-256 of the certificate's DER encoding, hashed on first use:
-    /// only fingerprint rules, deny lists and `$mtls_fingerprint` need it.
-    pub fn fingerprint(&self) -> &Fingerprint {
-        self.fingerprint
-            .get_or_init(|| crate::hex::sha256(&self.der))
+    pub fn subject(&self) -> Part<'_, &Dn> {
+        self.read_subject().map(|s| &s.dn)
+    }
+
+    /// The subject's CN when there is exactly one and it is a string.
+    pub fn cn(&self) -> Part<'_, Option<&str>> {
+        self.read_subject().map(|s| s.cn.as_deref())
+    }
+
+    fn read_subject(&self) -> Part<'_, &Subject> {
+        part(&self.subject, || {
+            let dn = x509::name_der(self.cert.subject_name())
+                .and_then(Dn::from_der)
+                .ok_or(IdentityError::Invalid("subject"))?;
+            Ok(Subject {
+                cn: single_cn(&dn),
+                dn,
+            })
+        })
+    }
+
+    pub fn issuer(&self) -> Part<'_, &Dn> {
+        part(&self.issuer, || {
+            x509::name_der(self.cert.issuer_name())
+                .and_then(Dn::from_der)
+                .ok_or(IdentityError::Invalid("issuer"))
+        })
+    }
+
+    /// The key of the issuer's CRL: a hash of the issuer Name's own bytes.
+    pub fn issuer_key(&self) -> Part<'_, &IssuerKey> {
+        part(&self.issuer_key, || {
+            x509::name_der(self.cert.issuer_name())
+                .map(crate::revocation::issuer_key)
+                .ok_or(IdentityError::Invalid("issuer"))
+        })
+    }
+
+    pub fn serial(&self) -> Part<'_, &Serial> {
+        part(&self.serial, || {
+            x509::serial_content(&self.cert)
+                .map(|content| Serial::from_der_content(&content))
+                .ok_or(IdentityError::Invalid("serialNumber"))
+        })
+    }
+
+    /// The SHA-256 of the certificate's DER encoding.
+    pub fn fingerprint(&self) -> Part<'_, &Fingerprint> {
+        part(&self.fingerprint, || {
+            self.cert
+                .to_der()
+                .map(|der| crate::hex::sha256(&der))
+                .map_err(|e| IdentityError::Parse(e.to_string()))
+        })
+    }
+
+    pub fn sans(&self) -> Part<'_, &Sans> {
+        part(&self.sans, || {
+            let ext = extension::<SubjectAlternativeName>(
+                &self.cert,
+                Nid::SUBJECT_ALT_NAME,
+                "subjectAltName",
+            )?;
+            Ok(ext
+                .map(|ext| Sans::from_general_names(&ext.general_names))
+                .unwrap_or_default())
+        })
+    }
+
+    /// The SPIFFE ID of an X.509-SVID; `None` for any other certificate.
+    pub fn spiffe_id(&self) -> Part<'_, Option<&SpiffeId>> {
+        part(&self.spiffe_id, || {
+            let sans = self.sans().map_err(IdentityError::clone)?;
+            svid_id(&self.cert, sans)
+        })
+        .map(Option::as_ref)
+    }
+
+    /// notAfter, as Unix time.
+    pub fn not_after(&self) -> Part<'_, i64> {
+        part(&self.not_after, || {
+            x509::not_after(&self.cert).ok_or(IdentityError::Invalid("notAfter"))
+        })
+        .copied()
+    }
+
+    /// Why a part read so far could not be read, if one could not.
+    pub fn problem(&self) -> Option<&IdentityError> {
+        fn failed<T>(cell: &Cell<T>) -> Option<&IdentityError> {
+            cell.get()?.as_ref().err()
+        }
+        failed(&self.subject)
+            .or_else(|| failed(&self.issuer))
+            .or_else(|| failed(&self.issuer_key))
+            .or_else(|| failed(&self.serial))
+            .or_else(|| failed(&self.fingerprint))
+            .or_else(|| failed(&self.sans))
+            .or_else(|| failed(&self.spiffe_id))
+            .or_else(|| failed(&self.not_after))
+    }
+
+    /// The names of the parts read so far, for tests of what a decision
+    /// reads.
+    #[cfg(test)]
+    pub fn parts_read(&self) -> Vec<&'static str> {
+        let read = [
+            ("subject", self.subject.get().is_some()),
+            ("issuer", self.issuer.get().is_some()),
+            ("issuer_key", self.issuer_key.get().is_some()),
+            ("serial", self.serial.get().is_some()),
+            ("fingerprint", self.fingerprint.get().is_some()),
+            ("sans", self.sans.get().is_some()),
+            ("spiffe_id", self.spiffe_id.get().is_some()),
+            ("not_after", self.not_after.get().is_some()),
+        ];
+        read.into_iter().filter(|r| r.1).map(|r| r.0).collect()
     }
 }
 
@@ -276,15 +395,18 @@ mod tests {
             let (_, whole) = x509_parser::parse_x509_certificate(&der).unwrap();
             let at = format!("serial {serial}, notAfter {when}");
             assert_eq!(
-                id.serial,
-                Serial::from_der_content(whole.raw_serial()),
+                id.serial(),
+                Ok(&Serial::from_der_content(whole.raw_serial())),
                 "{at}"
             );
-            assert_eq!(id.not_after, whole.validity().not_after.timestamp(), "{at}");
-            assert_eq!(id.subject, Dn::from_x509(whole.subject()), "{at}");
-            assert_eq!(id.issuer, Dn::from_x509(whole.issuer()), "{at}");
-            assert_eq!(id.issuer_key, issuer_key(whole.issuer().as_raw()), "{at}");
-            assert_eq!(id.fingerprint(), &crate::hex::sha256(&der), "{at}");
+            let not_after = whole.validity().not_after.timestamp();
+            assert_eq!(id.not_after(), Ok(not_after), "{at}");
+            assert_eq!(id.subject(), Ok(&Dn::from_x509(whole.subject())), "{at}");
+            assert_eq!(id.issuer(), Ok(&Dn::from_x509(whole.issuer())), "{at}");
+            let key = issuer_key(whole.issuer().as_raw());
+            assert_eq!(id.issuer_key(), Ok(&key), "{at}");
+            let fingerprint = crate::hex::sha256(&der);
+            assert_eq!(id.fingerprint(), Ok(&fingerprint), "{at}");
         }
         // The odd name's bytes are the certificate's, not OpenSSL's.
         let der = certificate_with(
@@ -294,11 +416,15 @@ mod tests {
             &[],
         );
         assert_eq!(
-            Identity::from_der(&der).unwrap().issuer_key,
-            issuer_key(name_der)
+            Identity::from_der(&der).unwrap().issuer_key(),
+            Ok(&issuer_key(name_der))
         );
         assert_eq!(
-            Identity::from_der(&der).unwrap().subject.to_rfc4514(),
+            Identity::from_der(&der)
+                .unwrap()
+                .subject()
+                .unwrap()
+                .to_rfc4514(),
             "O=Ok,CN=b+CN=a"
         );
         // Negative serials keep their two's complement octets, as CRLs.
@@ -309,7 +435,11 @@ mod tests {
             &[],
         );
         assert_eq!(
-            Identity::from_der(&der).unwrap().serial.as_bytes(),
+            Identity::from_der(&der)
+                .unwrap()
+                .serial()
+                .unwrap()
+                .as_bytes(),
             b"\xff\x7f"
         );
     }
@@ -324,15 +454,14 @@ mod tests {
         const SAN: &str = "2.5.29.17";
         let dns = b"\x30\x03\x82\x01a";
         let one = Identity::from_der(certificate(&[(SAN, dns)])).unwrap();
-        assert_eq!(one.sans.dns, ["a"]);
-        let two = Identity::from_der(certificate(&[(SAN, dns), (SAN, dns)]));
-        assert_eq!(
-            two.unwrap_err(),
-            IdentityError::DuplicateExtension("subjectAltName")
-        );
-        let bad = Identity::from_der(certificate(&[(SAN, b"\x30\x03\x82\x05a")]));
-        let bad = bad.unwrap_err();
-        assert_eq!(bad, IdentityError::InvalidExtension("subjectAltName"));
+        assert_eq!(one.sans().unwrap().dns, ["a"]);
+        let two = Identity::from_der(certificate(&[(SAN, dns), (SAN, dns)])).unwrap();
+        let duplicate = IdentityError::DuplicateExtension("subjectAltName");
+        assert_eq!(two.sans().unwrap_err(), &duplicate);
+        assert_eq!(two.spiffe_id().unwrap_err(), &duplicate);
+        let bad = Identity::from_der(certificate(&[(SAN, b"\x30\x03\x82\x05a")])).unwrap();
+        let bad = bad.sans().unwrap_err();
+        assert_eq!(bad, &IdentityError::InvalidExtension("subjectAltName"));
         assert_eq!(
             bad.to_string(),
             "certificate has an invalid subjectAltName extension"
@@ -340,14 +469,44 @@ mod tests {
         // An SVID candidate, so that both extensions are read.
         let uri = b"\x30\x16\x86\x14spiffe://example.org";
         let svid = Identity::from_der(certificate(&[(SAN, uri)])).unwrap();
-        assert_eq!(svid.spiffe_id.unwrap().as_str(), "spiffe://example.org");
+        let id = svid.spiffe_id().unwrap().unwrap();
+        assert_eq!(id.as_str(), "spiffe://example.org");
         let ca = b"\x30\x03\x01\x01\xff";
-        let not_svid = Identity::from_der(certificate(&[(SAN, uri), ("2.5.29.19", ca)]));
-        assert_eq!(not_svid.unwrap().spiffe_id, None);
+        let not_svid = Identity::from_der(certificate(&[(SAN, uri), ("2.5.29.19", ca)])).unwrap();
+        assert_eq!(not_svid.spiffe_id(), Ok(None));
         for (oid, name) in [("2.5.29.19", "basicConstraints"), ("2.5.29.15", "keyUsage")] {
-            let bad = Identity::from_der(certificate(&[(SAN, uri), (oid, b"\x30\x03\x01")]));
-            assert_eq!(bad.unwrap_err(), IdentityError::InvalidExtension(name));
+            let bad = certificate(&[(SAN, uri), (oid, b"\x30\x03\x01")]);
+            let bad = Identity::from_der(bad).unwrap();
+            let invalid = IdentityError::InvalidExtension(name);
+            assert_eq!(bad.spiffe_id(), Err(&invalid));
+            // The SANs themselves are readable, and so is all the rest.
+            assert_eq!(bad.sans().unwrap().uri, ["spiffe://example.org"]);
+            assert!(bad.subject().is_ok() && bad.serial().is_ok());
+            assert_eq!(bad.problem(), Some(&invalid));
         }
+    }
+
+    /// Each part is read on its own, when first asked for, and once.
+    #[test]
+    fn parts_are_read_on_first_use() {
+        let uri = b"\x30\x16\x86\x14spiffe://example.org";
+        let id = Identity::from_der(certificate(&[("2.5.29.17", uri)])).unwrap();
+        assert!(id.parts_read().is_empty());
+        assert_eq!(id.cn(), Ok(Some("x")));
+        assert_eq!(id.parts_read(), ["subject"]);
+        id.serial().unwrap();
+        id.issuer_key().unwrap();
+        assert_eq!(id.parts_read(), ["subject", "issuer_key", "serial"]);
+        id.spiffe_id().unwrap();
+        assert_eq!(
+            id.parts_read(),
+            ["subject", "issuer_key", "serial", "sans", "spiffe_id"]
+        );
+        id.issuer().unwrap();
+        id.fingerprint().unwrap();
+        id.not_after().unwrap();
+        assert_eq!(id.parts_read().len(), 8);
+        assert_eq!(id.problem(), None);
     }
 
     #[test]

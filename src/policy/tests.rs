@@ -11,16 +11,16 @@ use std::ffi::{c_int, CString};
 use std::sync::{Arc, OnceLock};
 
 use foreign_types::ForeignType;
-use openssl::asn1::Asn1Time;
+use openssl::asn1::{Asn1Object, Asn1OctetString, Asn1Time};
 use openssl::bn::BigNum;
 use openssl::ec::{EcGroup, EcKey};
 use openssl::hash::MessageDigest;
 use openssl::nid::Nid;
 use openssl::pkey::{PKey, Private};
 use openssl::x509::extension::{BasicConstraints, KeyUsage, SubjectAlternativeName};
-use openssl::x509::{X509Name, X509};
+use openssl::x509::{X509Extension, X509Name, X509};
 
-use super::{Certificate, IdentityRules, Peer, Policy, Reason};
+use super::{IdentityRules, Peer, Policy, Reason, Unread};
 use crate::hex::{lower_hex, parse_fingerprint, Serial};
 use crate::identity::dn::Dn;
 use crate::identity::san::SanRule;
@@ -57,6 +57,8 @@ struct Cert {
     /// A basicConstraints extension, with this `cA` value.
     basic_ca: Option<bool>,
     key_usage: Vec<Usage>,
+    /// Extensions as (dotted OID, DER value), well formed or not.
+    raw: Vec<(&'static str, &'static [u8])>,
 }
 
 impl Cert {
@@ -72,6 +74,7 @@ impl Cert {
             sans: Vec::new(),
             basic_ca: None,
             key_usage: Vec::new(),
+            raw: Vec::new(),
         }
     }
 
@@ -134,6 +137,11 @@ impl Cert {
         self
     }
 
+    fn extension(mut self, oid: &'static str, value: &'static [u8]) -> Cert {
+        self.raw.push((oid, value));
+        self
+    }
+
     fn der(&self) -> Vec<u8> {
         let key = key();
         let mut cert = X509::builder().unwrap();
@@ -179,6 +187,12 @@ impl Cert {
                 };
             }
             let ext = ext.build(&cert.x509v3_context(None, None)).unwrap();
+            cert.append_extension(ext).unwrap();
+        }
+        for &(oid, value) in &self.raw {
+            let oid = Asn1Object::from_str(oid).unwrap();
+            let value = Asn1OctetString::new_from_bytes(value).unwrap();
+            let ext = X509Extension::new_from_der(&oid, false, &value).unwrap();
             cert.append_extension(ext).unwrap();
         }
         cert.sign(key, MessageDigest::sha256()).unwrap();
@@ -294,7 +308,7 @@ fn decide(policy: &Policy, cert: &Cert) -> Result<(), Reason> {
 fn check(rules: &IdentityRules, cases: &[(&Cert, bool)]) {
     for (i, (cert, want)) in cases.iter().enumerate() {
         let id = cert.identity();
-        assert_eq!(rules.matches(&id), *want, "case {i}: {id:?}");
+        assert_eq!(rules.matches(&id), Ok(*want), "case {i}: {id:?}");
     }
 }
 
@@ -304,13 +318,15 @@ fn check(rules: &IdentityRules, cases: &[(&Cert, bool)]) {
 #[test]
 fn cn_exact_match_of_the_single_cn() {
     let alice = Cert::named("alice").identity();
-    assert_eq!(alice.cn.as_deref(), Some("alice"));
-    assert!(cn_rules(&["alice"]).matches(&alice));
-    assert!(cn_rules(&["bob", "alice", "carol"]).matches(&alice));
+    assert_eq!(alice.cn(), Ok(Some("alice")));
+    assert!(cn_rules(&["alice"]).matches(&alice).unwrap());
+    assert!(cn_rules(&["bob", "alice", "carol"])
+        .matches(&alice)
+        .unwrap());
     for other in [
         "Alice", "ALICE", "alice ", " alice", "alic", "alicee", "bob",
     ] {
-        assert!(!cn_rules(&[other]).matches(&alice), "{other:?}");
+        assert!(!cn_rules(&[other]).matches(&alice).unwrap(), "{other:?}");
     }
     // The CN may sit anywhere in the subject, also in a multi-valued RDN.
     let multi = Cert::new()
@@ -318,7 +334,7 @@ fn cn_exact_match_of_the_single_cn() {
         .rdn("CN", "alice")
         .plus("UID", "42")
         .rdn("OU", "ops");
-    assert_eq!(multi.identity().cn.as_deref(), Some("alice"));
+    assert_eq!(multi.identity().cn(), Ok(Some("alice")));
     check(&cn_rules(&["alice"]), &[(&multi, true)]);
 }
 
@@ -332,7 +348,7 @@ fn cn_two_cns_never_match() {
         .plus("CN", "bob");
     let twice = Cert::named("alice").rdn("CN", "alice");
     for cert in [&separate, &same_rdn, &twice] {
-        assert_eq!(cert.identity().cn, None);
+        assert_eq!(cert.identity().cn(), Ok(None));
     }
     check(
         &rules,
@@ -359,7 +375,7 @@ fn cn_with_embedded_nul_never_matches_a_rule_without_it() {
 fn cn_absent_or_only_in_other_names() {
     let rules = cn_rules(&["alice"]);
     let no_cn = Cert::new().rdn("O", "Example").rdn("OU", "alice");
-    assert_eq!(no_cn.identity().cn, None);
+    assert_eq!(no_cn.identity().cn(), Ok(None));
     // The issuer's CN, a SAN, or an emailAddress in the subject is not the CN.
     let issuer_cn = Cert::named("bob").issuer(&[("CN", "alice")]);
     let san_only = Cert::named("bob").dns("alice").email("alice@example.com");
@@ -372,7 +388,7 @@ fn cn_absent_or_only_in_other_names() {
 #[test]
 fn cn_containing_a_dn_is_one_value() {
     let tricky = Cert::new().rdn("CN", "alice,O=Example");
-    assert_eq!(tricky.identity().cn.as_deref(), Some("alice,O=Example"));
+    assert_eq!(tricky.identity().cn(), Ok(Some("alice,O=Example")));
     check(&cn_rules(&["alice"]), &[(&tricky, false)]);
     check(&cn_rules(&["alice,O=Example"]), &[(&tricky, true)]);
 }
@@ -747,8 +763,8 @@ fn spiffe_exact() {
     let rules = spiffe_rules(&["spiffe://td/ns/a"]);
     let a = svid("spiffe://td/ns/a");
     assert_eq!(
-        a.identity().spiffe_id,
-        Some(SpiffeId::parse("spiffe://td/ns/a").unwrap())
+        a.identity().spiffe_id(),
+        Ok(Some(&SpiffeId::parse("spiffe://td/ns/a").unwrap()))
     );
     check(
         &rules,
@@ -832,7 +848,7 @@ fn spiffe_invalid_ids_never_match() {
         "https://td/ns/a",
     ] {
         let cert = svid(uri);
-        assert_eq!(cert.identity().spiffe_id, None, "{uri}");
+        assert_eq!(cert.identity().spiffe_id(), Ok(None), "{uri}");
         check(&rules, &[(&cert, false)]);
     }
 }
@@ -844,7 +860,7 @@ fn spiffe_two_uri_sans_never_qualify() {
     let same_twice = svid("spiffe://td/ns/a").uri("spiffe://td/ns/a");
     let with_https = svid("spiffe://td/ns/a").uri("https://example.com/");
     for cert in [&two, &same_twice, &with_https] {
-        assert_eq!(cert.identity().spiffe_id, None);
+        assert_eq!(cert.identity().spiffe_id(), Ok(None));
     }
     check(
         &rules,
@@ -884,7 +900,7 @@ fn spiffe_ca_certificates_never_qualify() {
         &cert_sign_not_ca,
         &crl_sign,
     ] {
-        assert_eq!(cert.identity().spiffe_id, None);
+        assert_eq!(cert.identity().spiffe_id(), Ok(None));
     }
     check(
         &rules,
@@ -920,21 +936,23 @@ fn fingerprint_pins_the_exact_certificate() {
     let printed = openssl_fingerprint(&der);
     let plain = format!("SHA256:{}", lower_hex(&openssl::sha::sha256(&der)));
     for form in [printed.as_str(), plain.as_str()] {
-        assert!(fingerprint_rules(&[form]).matches(&id), "{form}");
+        assert!(fingerprint_rules(&[form]).matches(&id).unwrap(), "{form}");
     }
     let rules = fingerprint_rules(&[printed.as_str()]);
     // The same contents signed again (ECDSA signatures differ) is another
     // certificate, and so is anything else with the same names.
     let resigned = Identity::from_der(cert.der()).unwrap();
-    assert_eq!(resigned.subject, id.subject);
-    assert_eq!(resigned.serial, id.serial);
-    assert!(!rules.matches(&resigned));
-    assert!(!rules.matches(&Cert::named("alice").identity()));
+    assert_eq!(resigned.subject(), id.subject());
+    assert_eq!(resigned.serial(), id.serial());
+    assert!(!rules.matches(&resigned).unwrap());
+    assert!(!rules.matches(&Cert::named("alice").identity()).unwrap());
     // One pin among many.
     let other = Cert::named("bob").der();
     let both = fingerprint_rules(&[openssl_fingerprint(&other).as_str(), printed.as_str()]);
-    assert!(both.matches(&id));
-    assert!(both.matches(&Identity::from_der(other.as_slice()).unwrap()));
+    assert!(both.matches(&id).unwrap());
+    assert!(both
+        .matches(&Identity::from_der(other.as_slice()).unwrap())
+        .unwrap());
 }
 
 // ---------------------------------------------------------------------------
@@ -967,7 +985,9 @@ fn families_are_ored() {
     );
     // No rules at all match nothing (a policy without identity rules never
     // consults them, see `decide_without_identity_rules`).
-    assert!(!IdentityRules::default().matches(&Cert::named("alice").identity()));
+    assert!(!IdentityRules::default()
+        .matches(&Cert::named("alice").identity())
+        .unwrap());
 }
 
 // ---------------------------------------------------------------------------
@@ -1023,43 +1043,87 @@ fn decide_connection_states_come_first() {
     assert!(!consulted.get());
 }
 
-/// A verified certificate whose identity the module cannot read.
-struct Unreadable<'a>(&'a Cell<u32>);
-
-impl Certificate for Unreadable<'_> {
-    fn identity(&self) -> Option<&Identity> {
-        self.0.set(self.0.get() + 1);
-        None
-    }
+/// Without rules a verified certificate passes unread; each family of
+/// rules reads only the parts of the certificate it looks at.
+#[test]
+fn decide_reads_only_what_the_rules_need() {
+    // One certificate: signing it again would change its fingerprint.
+    let der = Cert::named("alice").dns("alice.example.org").der();
+    let parts = |policy: &Policy| {
+        let id = Identity::from_der(&der).unwrap();
+        assert_eq!(policy.decide(&Peer::Verified(&id), |_| Ok(())), Ok(()));
+        id.parts_read()
+    };
+    let no_parts: [&str; 0] = [];
+    assert_eq!(parts(&Policy::default()), no_parts);
+    let with = |rules: IdentityRules| Policy {
+        identity: identity(rules),
+        ..Policy::default()
+    };
+    assert_eq!(parts(&with(cn_rules(&["alice"]))), ["subject"]);
+    assert_eq!(parts(&with(dn_rules(&["CN=alice,O=Example"]))), ["subject"]);
+    assert_eq!(
+        parts(&with(san_rules(&["dns:alice.example.org"]))),
+        ["sans"]
+    );
+    let fingerprint = lower_hex(&openssl::sha::sha256(&der));
+    let pinned = fingerprint_rules(&[&format!("sha256:{fingerprint}")]);
+    assert_eq!(parts(&with(pinned)), ["fingerprint"]);
+    // Rules are tried until one matches: a matching CN reads no SANs.
+    let mut either = cn_rules(&["alice"]);
+    either.add_san(SanRule::parse("dns:other.example.org").unwrap());
+    assert_eq!(parts(&with(either)), ["subject"]);
+    let mut spiffe = cn_rules(&["bob"]);
+    spiffe.add_spiffe(SpiffePattern::parse("spiffe://td/*").unwrap());
+    let spiffe = Policy {
+        identity: identity(spiffe),
+        ..Policy::default()
+    };
+    let id = Identity::from_der(&der).unwrap();
+    let denied = spiffe.decide(&Peer::Verified(&id), |_| Ok(()));
+    assert_eq!(denied, Err(Reason::NotAllowed));
+    assert_eq!(id.parts_read(), ["subject", "sans", "spiffe_id"]);
+    let serials = Policy {
+        deny_serials: deny_serials(&["1A:2B:3C"]),
+        ..Policy::default()
+    };
+    assert_eq!(parts(&serials), ["serial"]);
+    let issuers = Policy {
+        issuers: issuers(&[CA1]),
+        ..Policy::default()
+    };
+    assert_eq!(parts(&issuers), ["issuer"]);
 }
 
-/// Without rules a verified certificate passes unread; with any family of
-/// rules, revocation sources included, it is read, and one the module
-/// cannot read is denied as bad_cert before any rule.
+/// A part the module cannot read fails only the checks that need it: a
+/// rule that looks at it finds no match, which is `bad_cert` unless another
+/// rule matches a part that can be read.
 #[test]
-fn decide_reads_the_identity_only_for_rules() {
-    let reads = Cell::new(0);
-    let unreadable = Unreadable(&reads);
-    let consulted = Cell::new(false);
-    let revocation = |_: &Identity| {
-        consulted.set(true);
-        Ok(())
+fn decide_unreadable_part_is_bad_cert_where_needed() {
+    // A DNS SAN whose length runs past the extension.
+    let id = Cert::named("alice")
+        .extension("2.5.29.17", b"\x30\x03\x82\x05a")
+        .identity();
+    assert!(id.sans().is_err());
+    let decide = |policy: &Policy| policy.decide(&Peer::Verified(&id), |_| Ok(()));
+    let with = |rules: IdentityRules| Policy {
+        identity: identity(rules),
+        ..Policy::default()
     };
-    assert_eq!(
-        Policy::default().decide(&Peer::Verified(&unreadable), revocation),
-        Ok(())
-    );
-    assert_eq!(reads.get(), 0);
-    let policies = [vec![full_policy()], one_family_each()].concat();
-    for (i, policy) in policies.iter().enumerate() {
-        assert_eq!(
-            policy.decide(&Peer::Verified(&unreadable), revocation),
-            Err(Reason::BadCert),
-            "policy {i}"
-        );
-        assert_eq!(reads.get(), i as u32 + 1);
-    }
-    assert!(!consulted.get());
+    assert_eq!(decide(&with(san_rules(&["dns:a"]))), Err(Reason::BadCert));
+    let spiffe = spiffe_rules(&["spiffe://td/*"]);
+    assert_eq!(spiffe.matches(&id), Err(Unread));
+    assert_eq!(decide(&with(spiffe)), Err(Reason::BadCert));
+    // Other rules read other parts.
+    assert_eq!(decide(&with(cn_rules(&["alice"]))), Ok(()));
+    assert_eq!(decide(&with(cn_rules(&["bob"]))), Err(Reason::NotAllowed));
+    let mut cn_or_san = cn_rules(&["alice"]);
+    cn_or_san.add_san(SanRule::parse("dns:a").unwrap());
+    assert_eq!(decide(&with(cn_or_san)), Ok(()));
+    let mut other_cn_or_san = cn_rules(&["bob"]);
+    other_cn_or_san.add_san(SanRule::parse("dns:a").unwrap());
+    assert_eq!(decide(&with(other_cn_or_san)), Err(Reason::BadCert));
+    assert_eq!(decide(&full_policy()), Ok(()));
 }
 
 #[test]
@@ -1067,7 +1131,7 @@ fn decide_revocation_between_serial_and_issuer() {
     let policy = full_policy();
     let consulted = Cell::new(None);
     let revoked = |id: &Identity| {
-        consulted.set(Some(id.serial.clone()));
+        consulted.set(Some(id.serial().unwrap().clone()));
         Err(Reason::Revoked)
     };
     // A denied serial is denied before the revocation sources are asked.
@@ -1100,7 +1164,7 @@ fn decide_revocation_between_serial_and_issuer() {
     }
     // A certificate the sources let through goes on to the other checks.
     let passes = |id: &Identity| {
-        consulted.set(Some(id.serial.clone()));
+        consulted.set(Some(id.serial().unwrap().clone()));
         Ok(())
     };
     assert_eq!(
@@ -1152,7 +1216,10 @@ fn decide_deny_serial_wins() {
         ..full_policy()
     };
     let cert = Cert::named("alice").serial("8001");
-    assert_eq!(cert.identity().serial, Serial::parse("8001").unwrap());
+    assert_eq!(
+        cert.identity().serial(),
+        Ok(&Serial::parse("8001").unwrap())
+    );
     assert_eq!(decide(&high, &cert), Err(Reason::SerialDenied));
     assert_eq!(decide(&high, &Cert::named("alice").serial("01")), Ok(()));
 }

@@ -152,8 +152,8 @@ mod module {
         NGX_OK as ngx_int_t
     }
 
-    extern "C" fn exit_process(_cycle: *mut ngx_cycle_t) {
-        let _ = std::panic::catch_unwind(crate::worker::stop);
+    extern "C" fn exit_process(cycle: *mut ngx_cycle_t) {
+        let _ = std::panic::catch_unwind(|| crate::worker::stop(cycle));
     }
 
     extern "C" fn exit_master(cycle: *mut ngx_cycle_t) {

@@ -1,14 +1,16 @@
 //! Loading revocation sources: once at configuration time (in the master,
-//! where a bad file is an `[emerg]`), then by a thread of worker 0 that
-//! checks every source each `mtls_reload_interval` and re-reads the files
-//! that changed. The thread never touches nginx: it publishes tables through
-//! [`Shared`] and leaves log lines for worker 0's event loop to write.
+//! where a bad file is an `[emerg]`), then by a process forked from worker 0
+//! ([`process`]) that checks every source each `mtls_reload_interval` and
+//! re-reads the files that changed. The loader never touches nginx: it
+//! publishes tables through [`Shared`] and sends log lines for worker 0's
+//! event loop to write.
+
+pub mod process;
 
 use std::fmt::Write as _;
 use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use openssl::x509::X509;
@@ -16,6 +18,8 @@ use openssl::x509::X509;
 use crate::identity::rfc3339;
 use crate::revocation::{crl, denylist, Kind, Table};
 use crate::state::Shared;
+
+use self::process::Link;
 
 /// One `mtls_crl` or `mtls_deny_list` file.
 #[derive(Clone, Debug)]
@@ -58,6 +62,24 @@ impl FileId {
             size: m.size(),
             mtime_ns: i128::from(m.mtime()) * 1_000_000_000 + i128::from(m.mtime_nsec()),
         })
+    }
+}
+
+impl FileId {
+    /// The identity as one line of text, for [`Loader::remember`].
+    fn encode(&self) -> String {
+        format!("{} {} {} {}", self.dev, self.ino, self.size, self.mtime_ns)
+    }
+
+    fn decode(text: &str) -> Option<FileId> {
+        let mut fields = text.split(' ');
+        let id = FileId {
+            dev: fields.next()?.parse().ok()?,
+            ino: fields.next()?.parse().ok()?,
+            size: fields.next()?.parse().ok()?,
+            mtime_ns: fields.next()?.parse().ok()?,
+        };
+        fields.next().is_none().then_some(id)
     }
 }
 
@@ -123,76 +145,94 @@ pub fn release_memory() {
     }
 }
 
-/// A log line left by the loader thread for worker 0's event loop.
-pub struct Message {
-    pub error: bool,
-    pub text: String,
-}
-
-/// What worker 0 shares with its loader thread.
+/// What the loader process checks, and how often. Worker 0 keeps a copy:
+/// a new loader process starts from it, and the staleness warnings are
+/// computed from it.
 pub struct Loader {
     pub sources: Vec<Source>,
     pub cas: Vec<X509>,
     pub shared: Arc<Shared>,
     pub interval: Duration,
     /// File identities at configuration time, so unchanged files are not
-    /// read again when the thread starts.
+    /// read again when the loader starts.
     pub loaded: Vec<Option<FileId>>,
-    pub stop: AtomicBool,
-    pub messages: Mutex<Vec<Message>>,
+}
+
+/// How one attempt to reload a source ended.
+enum Reload {
+    Published,
+    Failed,
+    /// Worker 0 went away meanwhile: nothing was published.
+    Abandoned,
 }
 
 impl Loader {
-    fn say(&self, error: bool, text: String) {
-        if let Ok(mut m) = self.messages.lock() {
-            m.push(Message { error, text });
+    /// Takes note of a file that the loader process published, from its
+    /// [`Link::keep`] line: a loader started after it does not read that
+    /// file again (nor log it again) unless it changes once more.
+    pub fn remember(&mut self, line: &str) {
+        let Some((i, id)) = line.split_once(' ') else {
+            return;
+        };
+        if let (Ok(i), Some(id)) = (i.parse::<usize>(), FileId::decode(id)) {
+            if let Some(loaded) = self.loaded.get_mut(i) {
+                *loaded = Some(id);
+            }
         }
     }
 
-    pub fn take_messages(&self) -> Vec<Message> {
-        self.messages
-            .lock()
-            .map(|mut m| std::mem::take(&mut *m))
-            .unwrap_or_default()
-    }
-
-    /// The thread's body: check every source each interval until stopped.
-    pub fn run(self: Arc<Self>) {
+    /// The loader process's body: check every source each interval until
+    /// worker 0 closes its end of `link`.
+    pub fn run(&self, link: &Link) {
         let mut seen = self.loaded.clone();
         // The identity of a file that failed, so it is reported once.
         let mut failed: Vec<Option<Result<FileId, String>>> = vec![None; self.sources.len()];
-        while !self.stop.load(Ordering::Relaxed) {
+        loop {
             for (i, source) in self.sources.iter().enumerate() {
                 let id = FileId::of(source).map_err(|e| e.to_string());
                 if id.as_ref().ok() == seen[i].as_ref() || failed[i].as_ref() == Some(&id) {
                     continue;
                 }
+                if !link.open() {
+                    return;
+                }
                 match &id {
-                    Ok(id) => match self.reload(i, source) {
-                        Ok(()) => {
+                    Ok(id) => match self.reload(i, source, link) {
+                        Reload::Published => {
                             seen[i] = Some(*id);
                             failed[i] = None;
+                            link.keep(&format!("{i} {}", id.encode()));
                         }
-                        Err(()) => failed[i] = Some(Ok(*id)),
+                        Reload::Failed => failed[i] = Some(Ok(*id)),
+                        Reload::Abandoned => return,
                     },
                     Err(e) => {
                         let text = format!("cannot read \"{}\": {e}", source.path.display());
                         self.shared.slot(i).set_error(now(), &text);
-                        self.say(true, format!("{text}, previous data stays in force"));
+                        link.say(true, &format!("{text}, previous data stays in force"));
                         failed[i] = Some(Err(e.clone()));
                     }
                 }
             }
-            self.sleep();
+            if !link.sleep(self.interval) {
+                return;
+            }
         }
     }
 
-    fn reload(&self, i: usize, source: &Source) -> Result<(), ()> {
+    fn reload(&self, i: usize, source: &Source, link: &Link) -> Reload {
         let slot = self.shared.slot(i);
         slot.set_loading(true);
         let result = self
             .shared
             .with_table(i, |old| read(source, &self.cas, old.as_ref()));
+        // A load takes seconds for a large CRL: a worker that stopped or
+        // died meanwhile gets nothing published behind its back (on stop,
+        // it removes the files in force once the loader has exited).
+        if !link.open() {
+            slot.set_loading(false);
+            return Reload::Abandoned;
+        }
         let published = result.and_then(|loaded| {
             self.shared
                 .publish(i, &loaded, now())
@@ -203,36 +243,26 @@ impl Loader {
         release_memory();
         match published {
             Ok(ms) => {
-                self.say(
+                link.say(
                     false,
-                    format!(
+                    &format!(
                         "reloaded \"{}\", {} entries in {ms} ms",
                         source.path.display(),
                         slot.entries()
                     ),
                 );
-                Ok(())
+                Reload::Published
             }
             Err(e) => {
                 self.shared.slot(i).set_error(now(), &e);
-                self.say(true, format!("{e}, previous data stays in force"));
-                Err(())
+                link.say(true, &format!("{e}, previous data stays in force"));
+                Reload::Failed
             }
         }
     }
 
-    fn sleep(&self) {
-        let step = Duration::from_millis(50);
-        let mut left = self.interval;
-        while !left.is_zero() && !self.stop.load(Ordering::Relaxed) {
-            let d = left.min(step);
-            std::thread::sleep(d);
-            left -= d;
-        }
-    }
-
-    /// Warnings about CRLs past their nextUpdate; worker 0 logs them once
-    /// per interval.
+    /// Warnings about CRLs past their nextUpdate, from the tables in force;
+    /// worker 0 logs them once per interval.
     pub fn staleness(&self) -> Vec<String> {
         let now = now();
         let mut out = Vec::new();
@@ -259,5 +289,44 @@ impl Loader {
             });
         }
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use super::{FileId, Kind, Loader, Source};
+    use crate::state::Shared;
+
+    /// What a loader process started after another one died learns of the
+    /// files its predecessor read.
+    #[test]
+    fn remembers_what_was_published() {
+        let path = std::env::temp_dir().join(format!("mtls-remember-{}", std::process::id()));
+        std::fs::write(&path, "1002\n").unwrap();
+        let source = Source {
+            path: path.clone(),
+            kind: Kind::DenyList,
+            optional: false,
+            grace: 0,
+        };
+        let id = FileId::of(&source).unwrap();
+        let mut loader = Loader {
+            sources: vec![source.clone(), source],
+            cas: Vec::new(),
+            shared: Arc::new(Shared::new(2).unwrap()),
+            interval: Duration::from_secs(1),
+            loaded: vec![None, None],
+        };
+        for junk in ["", "1", "x 1 2 3 4", "1 1 2 3", "1 1 2 3 4 5", "2 1 2 3 4"] {
+            loader.remember(junk);
+        }
+        assert_eq!(loader.loaded, [None, None]);
+        loader.remember(&format!("1 {}", id.encode()));
+        assert_eq!(loader.loaded, [None, Some(id)]);
+        std::fs::remove_file(PathBuf::from(&path)).unwrap();
     }
 }

@@ -1,11 +1,11 @@
 #!/usr/bin/perl
 
 # Tests for the mtls module: a 1,000,000-entry CRL replaces a small one while
-# requests go on.  With one worker process, the loader thread runs inside the
-# very worker that serves: requests answered while the status says "loading"
-# show that the event loop is not blocked by the load, and a revoked client
-# that still passes then shows that the previous data stays in force until
-# the new set is complete.  Under scripts/sanitize (AddressSanitizer, which
+# requests go on.  With one worker process, the loader process is forked from
+# the very worker that serves: requests answered while the status says
+# "loading" show that the event loop is not blocked by the load, and a
+# revoked client that still passes then shows that the previous data stays
+# in force until the new set is complete.  Under scripts/sanitize (AddressSanitizer, which
 # sets TEST_MTLS_SANITIZER), the CRL has 100,000 entries, and the memory
 # check is skipped: ASan keeps freed memory in quarantine on purpose.
 
@@ -30,7 +30,7 @@ select STDERR; $| = 1;
 select STDOUT; $| = 1;
 
 my $t = Test::Nginx->new()->has(qw/http http_ssl/)->has_daemon('openssl')
-	->plan(15);
+	->plan(16);
 
 $t->write_file_expand('nginx.conf', <<'EOF');
 
@@ -159,6 +159,9 @@ is(outcome($alice->get('/')), '200 allow', 'alice still allowed');
 # parsing takes a few hundred megabytes for a moment; the loader gives them
 # back, and the table itself is in shared memory
 
+is(scalar(Mtls::loaders(Mtls::master_pid($t) // 0)), 1,
+	'the loader process is measured too');
+
 my %rss = map { $_ => rss_mb($_) } processes();
 note(join ', ', map { "pid $_: $rss{$_} MB" } sort keys %rss);
 SKIP: {
@@ -175,7 +178,7 @@ like(Mtls::wait_log($t, 0, qr/reloaded .*big\.crl", $entries /),
 
 ###############################################################################
 
-# the master and its workers
+# the master, its workers and the loader
 
 sub processes {
 	my $master = Mtls::master_pid($t) // return ();
@@ -187,7 +190,7 @@ sub processes {
 		push @children, $pid if $ppid == $master;
 	}
 
-	return ($master, @children);
+	return ($master, @children, map { $_->[0] } Mtls::loaders($master));
 }
 
 sub rss_mb {

@@ -1209,6 +1209,29 @@ sub shm_tables {
 	return @files;
 }
 
+# the revocation loader processes of an nginx master, found by their title
+# in its process group (nginx's master leads it, under Test::Nginx as
+# daemonized): a list of [ pid, parent pid ]
+
+sub loaders {
+	my ($master) = @_;
+	my @found;
+
+	for my $dir (glob '/proc/[0-9]*') {
+		open my $fh, '<', "$dir/stat" or next;
+		my $stat = <$fh> // next;
+		my ($pid) = $stat =~ /^(\d+)/ or next;
+		my ($state, $ppid, $pgrp) =
+			(split ' ', substr($stat, rindex($stat, ')') + 1))[0 .. 2];
+		next if $pgrp != $master || $state =~ /^[ZX]/;
+		open my $cf, '<', "$dir/cmdline" or next;
+		my $cmd = do { local $/; <$cf> } // '';
+		push @found, [ $pid, $ppid ] if $cmd =~ /mtls revocation loader/;
+	}
+
+	return @found;
+}
+
 # the pid of the nginx master of a test (undef while there is no pid file:
 # during a binary upgrade, the old master renames it at any moment)
 

@@ -7,7 +7,7 @@
 //!   for the status page, and the request counters;
 //! - the tables themselves, one immutable file per source and generation
 //!   under /dev/shm, written by the one process that loads (the master at
-//!   start and reload, then a thread of worker 0) and mapped read-only by
+//!   start and reload, then the loader process) and mapped read-only by
 //!   every worker. The kernel holds one copy, however many workers map it.
 //!
 //! Publishing a table is: write a temporary file, rename it into place, then

@@ -155,7 +155,7 @@ http {
         }
 
         # 100 deny lists, one source each (checked every 1ms, 1,000 files
-        # keep the loader thread a quarter of a core busy)
+        # keep the loader process a quarter of a core busy)
         __DENY_LISTS__
 
         location /status444 {

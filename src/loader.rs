@@ -63,9 +63,7 @@ impl FileId {
             mtime_ns: i128::from(m.mtime()) * 1_000_000_000 + i128::from(m.mtime_nsec()),
         })
     }
-}
 
-impl FileId {
     /// The identity as one line of text, for [`Loader::remember`].
     fn encode(&self) -> String {
         format!("{} {} {} {}", self.dev, self.ino, self.size, self.mtime_ns)
@@ -294,7 +292,6 @@ impl Loader {
 
 #[cfg(test)]
 mod tests {
-    use std::path::PathBuf;
     use std::sync::Arc;
     use std::time::Duration;
 
@@ -327,6 +324,6 @@ mod tests {
         assert_eq!(loader.loaded, [None, None]);
         loader.remember(&format!("1 {}", id.encode()));
         assert_eq!(loader.loaded, [None, Some(id)]);
-        std::fs::remove_file(PathBuf::from(&path)).unwrap();
+        std::fs::remove_file(&path).unwrap();
     }
 }

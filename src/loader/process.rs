@@ -1,7 +1,7 @@
 //! The loader process: forked from worker 0 so that no nginx process ever
 //! runs a second thread (in a process with two threads, glibc's malloc and
-//! free leave their single-threaded fast path, which costs each TLS
-//! handshake, two thousand allocations, several microseconds).
+//! free leave their single-threaded fast path, which costs a TLS handshake,
+//! with its two thousand allocations, several microseconds).
 //!
 //! One Unix stream socket joins worker 0 and the loader. The loader writes
 //! lines on it, which worker 0's timer reads and logs; worker 0 never

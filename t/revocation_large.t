@@ -30,7 +30,7 @@ select STDERR; $| = 1;
 select STDOUT; $| = 1;
 
 my $t = Test::Nginx->new()->has(qw/http http_ssl/)->has_daemon('openssl')
-	->plan(16);
+	->plan(20);
 
 $t->write_file_expand('nginx.conf', <<'EOF');
 
@@ -175,6 +175,25 @@ my $entries = $count + 1;
 like(Mtls::wait_log($t, 0, qr/reloaded .*big\.crl", $entries /),
 	qr/reloaded "\Q$path\E", $entries entries in \d+ ms/,
 	'reload logged with its duration');
+
+# nginx quits while the loader reads the next CRL: worker 0 waits for the
+# load to end, nothing is published, nothing is left
+
+Mtls::PKI->big_crl($path, %ca, count => $count, number => 3, der => 1);
+
+ok(Mtls::wait_for(sub { (source($alice) // {})->{loading} }, 10),
+	'quit: while loading');
+
+my $master = Mtls::master_pid($t);
+my $mark = Mtls::log_mark($t);
+$alice->close();
+$bob->close();
+$t->stop();
+
+unlike(substr($t->read_file('error.log'), $mark), qr/mtls: reloaded/,
+	'quit: the load in progress is not published');
+ok(Mtls::wait_for(sub { !Mtls::loaders($master) }), 'quit: no loader left');
+is(join(' ', Mtls::shm_tables($master)), '', 'quit: no tables left');
 
 ###############################################################################
 

@@ -259,6 +259,8 @@ sub start {
 	my $pid = fork // die "fork: $!\n";
 	if (!$pid) {
 		open STDIN, '<', '/dev/null';
+		# Its own process group, where its revocation loader is found.
+		POSIX::setpgid(0, 0);
 		{ exec @cpus, $nginx, '-p', "$dir/", '-c', "$dir/nginx.conf",
 			'-e', "$dir/error.log" };
 		print STDERR "exec $nginx: $!\n";
@@ -518,7 +520,10 @@ if (want('memory')) {
 				oha($n, handshake => 1, duration => 1,
 					connections => 16);
 				Time::HiRes::sleep(0.5);
-				my @pids = family($n->{pid});
+				# The revocation loader is no child of the master (see
+				# src/loader/process.rs): found in its process group.
+				my @pids = (family($n->{pid}),
+					map { $_->[0] } Mtls::loaders($n->{pid}));
 				my $pss = 0;
 				$pss += pss_kb($_) for @pids;
 				my $shm = 0;
@@ -679,7 +684,8 @@ if (%reload) {
 if (%mem) {
 	push @md, '## Memory', '',
 		'Proportional set size (PSS, /proc/PID/smaps_rollup) summed over the'
-		. ' master and its workers, after a second of traffic; and the'
+		. ' master, its workers and the revocation loader, after a second of'
+		. ' traffic; and the'
 		. ' module\'s tables in /dev/shm, which are held once by the machine'
 		. ' and count in PSS only where a process has touched their pages. MiB,'
 		. " min / median / max over $o{memory_rounds} round(s).", '',

@@ -709,7 +709,6 @@ pub unsafe fn init_revocation(cf: *mut ngx_conf_t) -> Result<(), ()> {
             }
         }
     }
-    crate::loader::release_memory();
     mcf.pending = tables;
     Ok(())
 }

@@ -129,12 +129,14 @@ mod module {
 
     /// Runs once the whole configuration was read and accepted: only then
     /// are its tables published, so a configuration that fails later
-    /// leaves nothing in /dev/shm.
+    /// leaves nothing in /dev/shm. Then the heap that reading it left free
+    /// goes back to the system, before the master forks its workers.
     extern "C" fn init_module(cycle: *mut ngx_cycle_t) -> ngx_int_t {
         // SAFETY: as in init_process.
         let published = std::panic::catch_unwind(|| unsafe {
             Module::main_conf_mut(&*cycle).map_or(Ok(()), |mcf| crate::conf::publish(cycle, mcf))
         });
+        crate::loader::release_memory();
         match published {
             Ok(Ok(())) => NGX_OK as ngx_int_t,
             _ => NGX_ERROR as ngx_int_t,

@@ -132,9 +132,13 @@ pub fn read(source: &Source, cas: &[X509], in_force: Option<&Table<'_>>) -> Resu
     })
 }
 
-/// Returns the heap that parsing a large file left free to the system.
-/// OpenSSL and the parser allocate per entry; freed, that memory would stay
-/// in the process (and, in the master, in every worker it forks).
+/// Returns the heap that parsing a large file, or a configuration with many
+/// rules, left free to the system, and merges what stays free. OpenSSL and
+/// the parsers allocate per entry; freed, that memory would stay in the
+/// process (and, in the master, in every worker it forks), and scattered
+/// free chunks spread the handshakes' own allocations over more memory: a
+/// worker forked after 11,000 rule directives without this spent about
+/// 10 us more per TLS handshake.
 pub fn release_memory() {
     // SAFETY: malloc_trim only walks glibc's own arenas, under their locks,
     // and may be called from any thread.

@@ -54,7 +54,9 @@ pub struct Chain {
     cas: Option<Vec<X509>>,
     /// The chain's links, leaf first, made on first use.
     links: OnceLock<Vec<Link>>,
-    deny_keys: OnceLock<(Key, Key)>,
+    /// The leaf's keys in deny-list tables.
+    serial_key: OnceLock<Key>,
+    fingerprint_key: OnceLock<Key>,
     /// The connection's last request that passed, so that the next ones in
     /// the same location skip the look-ups while no table changed.
     passed: Mutex<Option<Passed>>,
@@ -125,7 +127,8 @@ impl Chain {
         Chain {
             cas,
             links: OnceLock::new(),
-            deny_keys: OnceLock::new(),
+            serial_key: OnceLock::new(),
+            fingerprint_key: OnceLock::new(),
             passed: Mutex::new(None),
         }
     }
@@ -174,18 +177,30 @@ impl Chain {
         Some(self.links.get_or_init(|| links))
     }
 
-    /// The keys of `leaf`, this chain's leaf, in deny-list tables: its
-    /// serial and its fingerprint; `None` where either cannot be read.
-    pub fn deny_keys(&self, leaf: &Identity) -> Option<(Key, Key)> {
-        if let Some(keys) = self.deny_keys.get() {
-            return Some(*keys);
-        }
-        let keys = (
-            Key::serial(leaf.serial().ok()?.as_bytes()),
-            Key::fingerprint(leaf.fingerprint().ok()?),
-        );
-        Some(*self.deny_keys.get_or_init(|| keys))
+    /// The key of `leaf`'s serial (this chain's leaf) in deny-list tables;
+    /// `None` where it cannot be read.
+    pub fn serial_key(&self, leaf: &Identity) -> Option<Key> {
+        key(&self.serial_key, || {
+            Some(Key::serial(leaf.serial().ok()?.as_bytes()))
+        })
     }
+
+    /// The key of `leaf`'s fingerprint in deny-list tables; `None` where it
+    /// cannot be read.
+    pub fn fingerprint_key(&self, leaf: &Identity) -> Option<Key> {
+        key(&self.fingerprint_key, || {
+            Some(Key::fingerprint(leaf.fingerprint().ok()?))
+        })
+    }
+}
+
+/// The key in `cell`, made by `make` on first use, unless it fails.
+fn key(cell: &OnceLock<Key>, make: impl FnOnce() -> Option<Key>) -> Option<Key> {
+    if let Some(key) = cell.get() {
+        return Some(*key);
+    }
+    let key = make()?;
+    Some(*cell.get_or_init(|| key))
 }
 
 impl ClientCert {

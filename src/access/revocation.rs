@@ -62,17 +62,22 @@ fn check_sources(
         return Ok(until);
     };
     let deny_lists = lcf.policy.deny_lists.as_deref().unwrap_or_default();
-    if !deny_lists.is_empty() {
-        let (serial, fingerprint) = chain.deny_keys(id).ok_or((Reason::BadCert, None))?;
-        for &i in deny_lists {
-            shared.with_table(i, |table| match table {
-                None => Err((Reason::DenyListMissing, Some(i))),
-                Some(t) if t.holds(serial) || t.holds(fingerprint) => {
-                    Err((Reason::Revoked, Some(i)))
-                }
-                Some(_) => Ok(()),
-            })?;
-        }
+    // The leaf's keys are made only for tables that may hold them: a deny
+    // list of serials only needs no fingerprint.
+    let unreadable = (Reason::BadCert, None);
+    for &i in deny_lists {
+        shared.with_table(i, |table| {
+            let Some(t) = table else {
+                return Err((Reason::DenyListMissing, Some(i)));
+            };
+            if t.holds_serials() && t.holds(chain.serial_key(id).ok_or(unreadable)?) {
+                return Err((Reason::Revoked, Some(i)));
+            }
+            if t.holds_fingerprints() && t.holds(chain.fingerprint_key(id).ok_or(unreadable)?) {
+                return Err((Reason::Revoked, Some(i)));
+            }
+            Ok(())
+        })?;
     }
     let Some(crls) = lcf.policy.crls.as_deref() else {
         return Ok(reusable_until(shared, deny_lists.iter(), until));

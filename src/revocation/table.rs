@@ -12,8 +12,9 @@
 //! | offset | size | field |
 //! |--------|------|-------|
 //! | 0  | 8 | magic `MTLSREV1` |
-//! | 8  | 4 | format version, 1 |
-//! | 12 | 4 | kind: 1 CRL, 2 deny list |
+//! | 8  | 4 | format version, 2 |
+//! | 12 | 2 | kind: 1 CRL, 2 deny list |
+//! | 14 | 2 | the kinds of entry it holds: bit `t` set for tag `t` (below) |
 //! | 16 | 4 | number of issuer records `m` |
 //! | 20 | 4 | bucket bits `b` (0 to 32) |
 //! | 24 | 8 | number of entries `n` (at most 2^32 - 1) |
@@ -51,7 +52,7 @@ use crate::hex::Fingerprint;
 pub type IssuerKey = [u8; 32];
 
 const MAGIC: &[u8; 8] = b"MTLSREV1";
-const VERSION: u32 = 1;
+const VERSION: u32 = 2;
 const HEADER_LEN: usize = 64;
 const RECORD_LEN: usize = 80;
 const ENTRY_LEN: usize = 16;
@@ -87,14 +88,14 @@ pub enum Kind {
 }
 
 impl Kind {
-    fn code(self) -> u32 {
+    fn code(self) -> u16 {
         match self {
             Kind::Crl => 1,
             Kind::DenyList => 2,
         }
     }
 
-    fn from_code(code: u32) -> Option<Kind> {
+    fn from_code(code: u16) -> Option<Kind> {
         match code {
             1 => Some(Kind::Crl),
             2 => Some(Kind::DenyList),
@@ -265,6 +266,8 @@ impl IssuerInfo {
 /// Collects revoked certificates and serializes them into a table.
 pub struct TableBuilder {
     kind: Kind,
+    /// The tags of the entries added, as bits.
+    tags: u16,
     issuers: BTreeMap<IssuerKey, IssuerInfo>,
     keys: Vec<u128>,
 }
@@ -278,6 +281,7 @@ impl TableBuilder {
     pub fn with_capacity(kind: Kind, entries: usize) -> TableBuilder {
         TableBuilder {
             kind,
+            tags: 0,
             issuers: BTreeMap::new(),
             keys: Vec::with_capacity(entries),
         }
@@ -298,16 +302,19 @@ impl TableBuilder {
     /// INTEGER (see [`Table::is_revoked`]); leading zero bytes, such as
     /// DER's sign byte, are ignored.
     pub fn add_revoked(&mut self, issuer: &IssuerKey, serial: &[u8]) {
+        self.tags |= 1 << TAG_CRL;
         self.keys.push(crl_entry(issuer, serial));
     }
 
     /// Adds a serial denied whatever the issuer.
     pub fn add_serial(&mut self, serial: &[u8]) {
+        self.tags |= 1 << TAG_SERIAL;
         self.keys.push(serial_entry(serial));
     }
 
     /// Adds a certificate SHA-256 fingerprint.
     pub fn add_fingerprint(&mut self, fingerprint: &Fingerprint) {
+        self.tags |= 1 << TAG_FINGERPRINT;
         self.keys.push(fingerprint_entry(fingerprint));
     }
 
@@ -328,6 +335,7 @@ impl TableBuilder {
         out.extend_from_slice(MAGIC);
         out.extend_from_slice(&VERSION.to_le_bytes());
         out.extend_from_slice(&self.kind.code().to_le_bytes());
+        out.extend_from_slice(&self.tags.to_le_bytes());
         out.extend_from_slice(&issuers.to_le_bytes());
         out.extend_from_slice(&layout.bits.to_le_bytes());
         for field in [
@@ -364,6 +372,7 @@ impl TableBuilder {
 #[derive(Clone, Copy)]
 pub struct Table<'a> {
     kind: Kind,
+    tags: u16,
     bits: u32,
     issuers: &'a [u8],
     buckets: &'a [u8],
@@ -425,7 +434,12 @@ impl<'a> Table<'a> {
         if u32_at(8) != VERSION {
             return Err(TableError::Version(u32_at(8)));
         }
-        let kind = Kind::from_code(u32_at(12)).ok_or(TableError::Corrupt("unknown kind"))?;
+        let u16_at = |at: usize| u16::from_le_bytes(array(&header[at..at + 2]));
+        let kind = Kind::from_code(u16_at(12)).ok_or(TableError::Corrupt("unknown kind"))?;
+        let tags = u16_at(14);
+        if tags & !(1 << TAG_CRL | 1 << TAG_SERIAL | 1 << TAG_FINGERPRINT) != 0 {
+            return Err(TableError::Corrupt("unknown kind of entry"));
+        }
         let (issuers, bits, n) = (u64::from(u32_at(16)), u32_at(20), u64_at(24));
         if n > u64::from(u32::MAX) || bits > MAX_BITS {
             return Err(TableError::Corrupt("bad counts"));
@@ -443,6 +457,7 @@ impl<'a> Table<'a> {
         let section = |from: u64, len: u64| &bytes[from as usize..(from + len) as usize];
         Ok(Table {
             kind,
+            tags,
             bits,
             issuers: section(layout.issuers, issuers * RECORD_LEN as u64),
             buckets: section(layout.buckets, ((1u64 << bits) + 1) * 4),
@@ -452,6 +467,19 @@ impl<'a> Table<'a> {
 
     pub fn kind(&self) -> Kind {
         self.kind
+    }
+
+    /// Whether the table may hold serials denied whatever the issuer: a
+    /// deny list of fingerprints only does not, and a certificate's serial
+    /// need not be looked up in it.
+    pub fn holds_serials(&self) -> bool {
+        self.tags & 1 << TAG_SERIAL != 0
+    }
+
+    /// Whether the table may hold fingerprints: one that does not spares
+    /// hashing the certificate.
+    pub fn holds_fingerprints(&self) -> bool {
+        self.tags & 1 << TAG_FINGERPRINT != 0
     }
 
     /// The number of distinct entries.
@@ -869,8 +897,9 @@ mod tests {
         let bytes = crl_table();
         assert_eq!(&bytes[..8], b"MTLSREV1");
         let at = |i: usize| u64::from_le_bytes(array(&bytes[i..i + 8]));
-        assert_eq!(u32::from_le_bytes(array(&bytes[8..12])), 1);
-        assert_eq!(u32::from_le_bytes(array(&bytes[12..16])), 1, "CRL");
+        assert_eq!(u32::from_le_bytes(array(&bytes[8..12])), 2);
+        assert_eq!(u16::from_le_bytes(array(&bytes[12..14])), 1, "CRL");
+        assert_eq!(u16::from_le_bytes(array(&bytes[14..16])), 2, "CRL entries");
         assert_eq!(u32::from_le_bytes(array(&bytes[16..20])), 2, "issuers");
         assert_eq!(u32::from_le_bytes(array(&bytes[20..24])), 3, "bits");
         assert_eq!(at(24), 23, "entries");
@@ -882,6 +911,29 @@ mod tests {
         assert!(entries.windows(2).all(|w| w[0] < w[1]));
     }
 
+    /// A table says which kinds of entry it holds, so that a look-up can
+    /// skip a key no entry can match (and the hashing it would take).
+    #[test]
+    fn tables_say_what_they_hold() {
+        let kinds = |table: &[u8]| {
+            let t = Table::new(table).unwrap();
+            (t.holds_serials(), t.holds_fingerprints())
+        };
+        let mut serials = TableBuilder::new(Kind::DenyList);
+        serials.add_serial(&[1, 2]);
+        assert_eq!(kinds(&serials.finish().unwrap()), (true, false));
+        let mut fingerprints = TableBuilder::new(Kind::DenyList);
+        fingerprints.add_fingerprint(&[7; 32]);
+        assert_eq!(kinds(&fingerprints.finish().unwrap()), (false, true));
+        let mut both = TableBuilder::new(Kind::DenyList);
+        both.add_fingerprint(&[7; 32]);
+        both.add_serial(&[1, 2]);
+        assert_eq!(kinds(&both.finish().unwrap()), (true, true));
+        let empty = TableBuilder::new(Kind::DenyList).finish().unwrap();
+        assert_eq!(kinds(&empty), (false, false));
+        assert_eq!(kinds(&crl_table()), (false, false));
+    }
+
     #[test]
     fn rejects_bad_headers() {
         let good = crl_table();
@@ -891,10 +943,14 @@ mod tests {
             Table::new(&bytes).map(|t| t.len())
         };
         assert_eq!(with(0, b"MTLSREV2"), Err(TableError::Magic));
-        assert_eq!(with(8, &2u32.to_le_bytes()), Err(TableError::Version(2)));
+        assert_eq!(with(8, &1u32.to_le_bytes()), Err(TableError::Version(1)));
         assert_eq!(
-            with(12, &3u32.to_le_bytes()),
+            with(12, &3u16.to_le_bytes()),
             Err(TableError::Corrupt("unknown kind"))
+        );
+        assert_eq!(
+            with(14, &(2u16 | 1 << 4).to_le_bytes()),
+            Err(TableError::Corrupt("unknown kind of entry"))
         );
         assert_eq!(
             with(20, &33u32.to_le_bytes()),

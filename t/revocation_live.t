@@ -347,7 +347,7 @@ revoke('reload.txt', "1002\n");
 
 is(get('/reload', 'alice', 8448), '403 deny revoked', 'reload: revoked');
 
-my @old_workers = workers();
+my @old_workers = Mtls::workers($t);
 my $results = "$d/hammer.txt";
 my $stop = "$d/hammer.stop";
 
@@ -397,7 +397,7 @@ ok(scalar(@on_new), 'reload: requests served by new workers');
 ok(scalar(grep { $_->[0] < $reload_start } @hammer),
 	'reload: requests before the reload');
 
-isnt(join(' ', sort(workers())), join(' ', sort @old_workers),
+isnt(join(' ', sort(Mtls::workers($t))), join(' ', sort @old_workers),
 	'reload: new workers');
 
 # the new workers' loader takes live updates
@@ -455,26 +455,6 @@ sub revoke {
 	Mtls::write_atomic("$d/$name", $content);
 	Mtls::wait_log($t, $mark, qr/mtls: reloaded "\Q$d\E\/\Q$name\E"/)
 		or diag("no reload of $name logged");
-}
-
-# worker processes of the master
-
-sub workers {
-	my $master = Mtls::master_pid($t) // return ();
-	my @w;
-
-	for my $dir (glob '/proc/[0-9]*') {
-		my ($pid) = $dir =~ m!/(\d+)$!;
-		open my $fh, '<', "$dir/stat" or next;
-		my $stat = <$fh> // next;
-		my @f = split ' ', substr($stat, rindex($stat, ')') + 1);
-		next unless $f[1] == $master;
-		open my $cf, '<', "$dir/cmdline" or next;
-		my $cmd = do { local $/; <$cf> } // '';
-		push @w, $pid if $cmd =~ /worker process/ && $cmd !~ /shutting/;
-	}
-
-	return @w;
 }
 
 sub lines {

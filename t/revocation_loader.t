@@ -93,7 +93,7 @@ $t->run();
 ###############################################################################
 
 my $master = Mtls::master_pid($t);
-my @workers = workers();
+my @workers = Mtls::workers($t);
 
 is(scalar @workers, 2, 'two workers');
 is(join(' ', map { threads($_) } @workers), '1 1',
@@ -105,7 +105,7 @@ is(scalar @loaders, 1, 'one loader for two workers');
 
 my ($loader, $parent) = @{$loaders[0] // [ 0, 0 ]};
 
-like(cmdline($loader), qr/^nginx: mtls revocation loader\b/, 'loader: title');
+like(Mtls::cmdline($loader), qr/^nginx: mtls revocation loader\b/, 'loader: title');
 ok($parent && !grep({ $_ == $parent } @workers, $master),
 	'loader: not a child of a worker or the master');
 is(join(' ', fds($loader)), 'socket', 'loader: keeps no descriptor of nginx');
@@ -147,7 +147,7 @@ is(scalar(Mtls::loaders($master)), 1, 'killed: one loader');
 sleep(0.5);
 unlike(substr($t->read_file('error.log'), $mark), qr/mtls: reloaded/,
 	'killed: unchanged file not read again');
-is(join(' ', map { threads($_) } workers()), '1 1',
+is(join(' ', map { threads($_) } Mtls::workers($t)), '1 1',
 	'killed: workers still have one thread');
 
 revoke("1002\n1003\n");
@@ -223,32 +223,6 @@ sub revoke {
 	Mtls::write_atomic("$d/deny.txt", $content);
 	Mtls::wait_log($t, $mark, qr/mtls: reloaded "\Q$d\E\/deny\.txt"/)
 		or diag('no reload of deny.txt logged');
-}
-
-# the worker processes of the master, not shutting down
-
-sub workers {
-	my $master = Mtls::master_pid($t) // return ();
-	my @w;
-
-	for my $dir (glob '/proc/[0-9]*') {
-		my ($pid) = $dir =~ m!/(\d+)$!;
-		open my $fh, '<', "$dir/stat" or next;
-		my $stat = <$fh> // next;
-		my @f = split ' ', substr($stat, rindex($stat, ')') + 1);
-		next unless $f[1] == $master;
-		my $cmd = cmdline($pid);
-		push @w, $pid if $cmd =~ /worker process/ && $cmd !~ /shutting/;
-	}
-
-	return @w;
-}
-
-sub cmdline {
-	my ($pid) = @_;
-	open my $fh, '<', "/proc/$pid/cmdline" or return '';
-	my $cmd = do { local $/; <$fh> } // '';
-	return $cmd =~ s/\0+/ /gr;
 }
 
 sub gone {

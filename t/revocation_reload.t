@@ -98,7 +98,7 @@ like(Mtls::wait_log($t, $mark, qr/ca\.crl/), qr/older than the one in force/,
 	'loader: older CRL refused');
 is(get('bob'), '403 deny revoked', 'loader: still revoked');
 
-my @workers = workers();
+my @workers = Mtls::workers($t);
 
 $mark = Mtls::log_mark($t);
 $t->reload();
@@ -106,7 +106,7 @@ $t->reload();
 like(Mtls::wait_log($t, $mark, qr/\[emerg\]/),
 	qr/\[emerg\] .*mtls: CRL #1 in "\Q$d\E\/ca\.crl" \("CN=Test CA,O=Example"\) is older than the one in force \(CRL number 2, in force 3\)$/,
 	'reload: older CRL refused');
-is(join(' ', sort(workers())), join(' ', sort @workers),
+is(join(' ', sort(Mtls::workers($t))), join(' ', sort @workers),
 	'reload: old workers go on');
 is(get('bob'), '403 deny revoked', 'reload: still revoked');
 is(get('alice'), '200 allow', 'reload: other certificate');
@@ -116,16 +116,16 @@ is(get('alice'), '200 allow', 'reload: other certificate');
 update(revoke => [ 'bob' ], number => 3);
 $t->reload();
 
-isnt(join(' ', sort(workers())), join(' ', sort @workers),
+isnt(join(' ', sort(Mtls::workers($t))), join(' ', sort @workers),
 	'reload: same CRL accepted');
 is(get('bob'), '403 deny revoked', 'reload: same CRL, revoked');
 
-@workers = workers();
+@workers = Mtls::workers($t);
 $pki->crl('next.crl', ca => 'ca', number => 4);
 Mtls::write_atomic("$d/ca.crl", $t->read_file('next.crl'));
 $t->reload();
 
-isnt(join(' ', sort(workers())), join(' ', sort @workers),
+isnt(join(' ', sort(Mtls::workers($t))), join(' ', sort @workers),
 	'reload: newer CRL accepted');
 is(get('bob'), '200 allow', 'reload: newer CRL, not revoked');
 
@@ -133,7 +133,7 @@ is(get('bob'), '200 allow', 'reload: newer CRL, not revoked');
 # loader timer fires meanwhile, and is not armed again; the worker answers,
 # then exits (under scripts/sanitize, without leaking the timer's event)
 
-my ($old) = workers();
+my ($old) = Mtls::workers($t);
 my $s = Mtls::connect_tls(port => port(8443), cert => "$d/bob");
 $s->print("GET / HTTP/1.1\x0d\x0aHost: localhost\x0d\x0a") if $s;
 
@@ -165,14 +165,14 @@ unlike($out, qr/\[emerg\]/, 'signaller: no error with a broken CRL file');
 like(Mtls::wait_log($t, $mark, qr/reopening logs/), qr/reopening logs/,
 	'signaller: master reopened its logs');
 
-@workers = workers();
+@workers = Mtls::workers($t);
 $mark = Mtls::log_mark($t);
 $out = `$Test::Nginx::NGINX -p $d/ -c nginx.conf -e $d/error.log -s reload 2>&1`;
 unlike($out, qr/\[emerg\]/, 'signaller: reload sent');
 like(Mtls::wait_log($t, $mark, qr/\[emerg\]/), qr/\[emerg\] .*ca\.crl/,
 	'signaller: the master refuses the reload');
 is(get('bob'), '200 allow', 'signaller: data in force kept');
-is(join(' ', sort(workers())), join(' ', sort @workers),
+is(join(' ', sort(Mtls::workers($t))), join(' ', sort @workers),
 	'signaller: workers go on');
 
 ###############################################################################
@@ -191,26 +191,6 @@ sub update {
 	$pki->crl('next.crl', ca => 'ca', %o);
 	Mtls::write_atomic("$d/ca.crl", $t->read_file('next.crl'));
 	Mtls::wait_log($t, $mark, qr/mtls: .*ca\.crl/);
-}
-
-# the worker processes of the master, not shutting down
-
-sub workers {
-	my $master = Mtls::master_pid($t) // return ();
-	my @w;
-
-	for my $dir (glob '/proc/[0-9]*') {
-		my ($pid) = $dir =~ m!/(\d+)$!;
-		open my $fh, '<', "$dir/stat" or next;
-		my $stat = <$fh> // next;
-		my @f = split ' ', substr($stat, rindex($stat, ')') + 1);
-		next unless $f[1] == $master;
-		open my $cf, '<', "$dir/cmdline" or next;
-		my $cmd = do { local $/; <$cf> } // '';
-		push @w, $pid if $cmd =~ /worker process/ && $cmd !~ /shutting/;
-	}
-
-	return @w;
 }
 
 ###############################################################################

@@ -1224,12 +1224,40 @@ sub loaders {
 		my ($state, $ppid, $pgrp) =
 			(split ' ', substr($stat, rindex($stat, ')') + 1))[0 .. 2];
 		next if $pgrp != $master || $state =~ /^[ZX]/;
-		open my $cf, '<', "$dir/cmdline" or next;
-		my $cmd = do { local $/; <$cf> } // '';
-		push @found, [ $pid, $ppid ] if $cmd =~ /mtls revocation loader/;
+		push @found, [ $pid, $ppid ]
+			if cmdline($pid) =~ /mtls revocation loader/;
 	}
 
 	return @found;
+}
+
+# the worker processes of the master of a test, not shutting down
+
+sub workers {
+	my ($t) = @_;
+	my $master = master_pid($t) // return ();
+	my @w;
+
+	for my $dir (glob '/proc/[0-9]*') {
+		my ($pid) = $dir =~ m!/(\d+)$!;
+		open my $fh, '<', "$dir/stat" or next;
+		my $stat = <$fh> // next;
+		my @f = split ' ', substr($stat, rindex($stat, ')') + 1);
+		next unless $f[1] == $master;
+		my $cmd = cmdline($pid);
+		push @w, $pid if $cmd =~ /worker process/ && $cmd !~ /shutting/;
+	}
+
+	return @w;
+}
+
+# a process's command line, its arguments joined by spaces ('' once gone)
+
+sub cmdline {
+	my ($pid) = @_;
+	open my $fh, '<', "/proc/$pid/cmdline" or return '';
+	my $cmd = do { local $/; <$fh> } // '';
+	return $cmd =~ s/\0+/ /gr;
 }
 
 # the pid of the nginx master of a test (undef while there is no pid file:

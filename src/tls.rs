@@ -162,45 +162,47 @@ impl Chain {
         leaf: &Identity,
         rebuild: impl FnOnce(Link) -> Vec<Link>,
     ) -> Option<&[Link]> {
-        if let Some(links) = self.links.get() {
-            return Some(links);
-        }
-        let leaf = Link::leaf(leaf)?;
-        let cas: Option<Vec<Link>> = self
-            .cas
-            .as_ref()
-            .and_then(|cas| cas.iter().map(|ca| Link::ca(ca)).collect());
-        let links = match cas {
-            Some(cas) => std::iter::once(leaf).chain(cas).collect(),
-            None => rebuild(leaf),
-        };
-        Some(self.links.get_or_init(|| links))
+        let links = try_init(&self.links, || {
+            let leaf = Link::leaf(leaf)?;
+            let cas: Option<Vec<Link>> = self
+                .cas
+                .as_ref()
+                .and_then(|cas| cas.iter().map(|ca| Link::ca(ca)).collect());
+            Some(match cas {
+                Some(cas) => std::iter::once(leaf).chain(cas).collect(),
+                None => rebuild(leaf),
+            })
+        });
+        links.map(Vec::as_slice)
     }
 
     /// The key of `leaf`'s serial (this chain's leaf) in deny-list tables;
     /// `None` where it cannot be read.
     pub fn serial_key(&self, leaf: &Identity) -> Option<Key> {
-        key(&self.serial_key, || {
+        try_init(&self.serial_key, || {
             Some(Key::serial(leaf.serial().ok()?.as_bytes()))
         })
+        .copied()
     }
 
     /// The key of `leaf`'s fingerprint in deny-list tables; `None` where it
     /// cannot be read.
     pub fn fingerprint_key(&self, leaf: &Identity) -> Option<Key> {
-        key(&self.fingerprint_key, || {
+        try_init(&self.fingerprint_key, || {
             Some(Key::fingerprint(leaf.fingerprint().ok()?))
         })
+        .copied()
     }
 }
 
-/// The key in `cell`, made by `make` on first use, unless it fails.
-fn key(cell: &OnceLock<Key>, make: impl FnOnce() -> Option<Key>) -> Option<Key> {
-    if let Some(key) = cell.get() {
-        return Some(*key);
+/// The value in `cell`, made by `make` on first use; a failure is not
+/// kept, so the next use tries again.
+fn try_init<T>(cell: &OnceLock<T>, make: impl FnOnce() -> Option<T>) -> Option<&T> {
+    if let Some(value) = cell.get() {
+        return Some(value);
     }
-    let key = make()?;
-    Some(*cell.get_or_init(|| key))
+    let value = make()?;
+    Some(cell.get_or_init(|| value))
 }
 
 impl ClientCert {

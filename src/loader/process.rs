@@ -466,10 +466,16 @@ mod tests {
         assert!(gone(), "killed");
     }
 
-    /// A loader that dies is seen as end of file.
+    /// A loader that dies is seen as end of file. It dies a moment after
+    /// it started: one that dies before `spawn` has read its first line is
+    /// reported by `spawn` as exited at once.
     #[test]
     fn death_seen() {
-        let mut child = spawn(|_link| panic!("on purpose")).unwrap();
+        let mut child = spawn(|_link| {
+            std::thread::sleep(Duration::from_millis(300));
+            panic!("on purpose")
+        })
+        .unwrap();
         let deadline = Instant::now() + Duration::from_secs(5);
         while child.receive() && Instant::now() < deadline {
             child.wait(Duration::from_millis(50));

@@ -1,6 +1,6 @@
 //! Distinguished names: the RFC 4514 parser used for configuration, the
-//! decoder for the DER names in certificates, and the RFC 4514 printer used
-//! for variables and logs.
+//! decoder for the DER names in certificates (read with [`super::der`]),
+//! and the RFC 4514 printer used for variables and logs.
 //!
 //! Names are compared structurally (attribute type OIDs and decoded values),
 //! never as printed strings. The printed form is the one nginx shows in
@@ -15,11 +15,14 @@
 use std::cmp::Ordering;
 use std::fmt;
 
-use x509_parser::asn1_rs::{Any, Class, FromBer, Tag};
-use x509_parser::prelude::FromDer;
+use x509_parser::asn1_rs::{Any, FromBer, Tag};
 use x509_parser::x509::{AttributeTypeAndValue, X509Name};
 
+use super::der::{self, Tlv};
+
 pub const OID_CN: &str = "2.5.4.3";
+/// The content octets of [`OID_CN`].
+const OID_CN_DER: &[u8] = b"\x55\x04\x03";
 
 /// Attribute types printed and parsed by name, with OpenSSL's short names
 /// (the names `XN_FLAG_RFC2253` prints). Other types use the dotted OID.
@@ -137,13 +140,42 @@ impl Dn {
         Dn(rdns.collect())
     }
 
-    /// Decodes a name's DER, as [`Dn::from_x509`]; `None` unless `der` is
-    /// exactly one Name.
+    /// Decodes a name's DER, as [`Dn::from_x509`] decodes x509-parser's
+    /// reading of it; `None` unless `der` is exactly one Name.
     pub fn from_der(der: &[u8]) -> Option<Dn> {
-        match X509Name::from_der(der) {
-            Ok(([], name)) => Some(Dn::from_x509(&name)),
-            _ => None,
+        let mut rdns = Vec::new();
+        let mut avas = Vec::new();
+        der::attributes(der, |attribute| {
+            if attribute.first && !avas.is_empty() {
+                rdns.push(Rdn::new(std::mem::take(&mut avas)));
+            }
+            avas.push(Ava::new(attribute.oid, attribute.value));
+        })?;
+        if !avas.is_empty() {
+            rdns.push(Rdn::new(avas));
         }
+        Some(Dn(rdns))
+    }
+
+    /// The text of the one CN of a name's DER, as [`Dn::from_der`] decodes
+    /// it: `Some(None)` where there is no CN, more than one, or one that is
+    /// not text; `None` unless `der` is exactly one Name. Nothing else of
+    /// the name is decoded.
+    pub fn single_cn_from_der(der: &[u8]) -> Option<Option<String>> {
+        let (mut cn, mut count) = (None, 0);
+        der::attributes(der, |attribute| {
+            if attribute.oid == OID_CN_DER {
+                cn = Some(attribute.value);
+                count += 1;
+            }
+        })?;
+        Some(match (cn, count) {
+            (Some(value), 1) => match decode_value(value) {
+                AvaValue::Text(text) => Some(text),
+                AvaValue::Der(_) => None,
+            },
+            _ => None,
+        })
     }
 
     /// The RFC 4514 form, printable ASCII only, as OpenSSL prints it with
@@ -193,12 +225,24 @@ impl Rdn {
 
 impl Ava {
     fn from_x509(atv: &AttributeTypeAndValue<'_>) -> Ava {
-        let der = atv.attr_type().as_bytes();
+        let value = atv.attr_value();
+        let header = &value.header;
+        let value = Tlv {
+            class: header.class() as u8,
+            constructed: header.is_constructed(),
+            tag: header.tag().0,
+            content: value.data,
+        };
+        Ava::new(atv.attr_type().as_bytes(), value)
+    }
+
+    /// The attribute of type `oid` (content octets) and `value`.
+    fn new(oid: &[u8], value: Tlv<'_>) -> Ava {
         // Not a dotted OID, so it matches no rule; OpenSSL rejects such names.
-        let oid = decode_oid(der).unwrap_or_else(|| format!("invalid-oid:{}", hex_upper(der)));
+        let dotted = decode_oid(oid).unwrap_or_else(|| format!("invalid-oid:{}", hex_upper(oid)));
         Ava {
-            oid,
-            value: decode_value(atv.attr_value()),
+            oid: dotted,
+            value: decode_value(value),
         }
     }
 
@@ -212,9 +256,9 @@ impl Ava {
 
     fn der_key(&self) -> Vec<u8> {
         let oid = encode_oid(&self.oid).unwrap_or_else(|| self.oid.as_bytes().to_vec());
-        let mut content = encode_tlv(Class::Universal, false, Tag::Oid.0, &oid);
+        let mut content = encode_tlv(der::UNIVERSAL, false, Tag::Oid.0, &oid);
         content.extend(self.value.to_der());
-        encode_tlv(Class::Universal, true, Tag::Sequence.0, &content)
+        encode_tlv(der::UNIVERSAL, true, Tag::Sequence.0, &content)
     }
 
     fn write_rfc4514(&self, out: &mut String) {
@@ -244,7 +288,7 @@ impl AvaValue {
     fn to_der(&self) -> Vec<u8> {
         match self {
             AvaValue::Text(text) => {
-                encode_tlv(Class::Universal, false, Tag::Utf8String.0, text.as_bytes())
+                encode_tlv(der::UNIVERSAL, false, Tag::Utf8String.0, text.as_bytes())
             }
             AvaValue::Der(der) => der.clone(),
         }
@@ -405,21 +449,30 @@ fn resolve_type(token: &str) -> Result<String, DnError> {
 fn decode_ber(der: &[u8]) -> Result<AvaValue, DnError> {
     match Any::from_ber(der) {
         Ok((rest, any)) if rest.is_empty() && any.header.length().is_definite() => {
-            Ok(decode_value(&any))
+            let header = &any.header;
+            Ok(decode_value(Tlv {
+                class: header.class() as u8,
+                constructed: header.is_constructed(),
+                tag: header.tag().0,
+                content: any.data,
+            }))
         }
         _ => Err(DnError::InvalidBer),
     }
 }
 
-fn decode_value(any: &Any<'_>) -> AvaValue {
-    let header = &any.header;
-    if header.class() == Class::Universal && header.is_primitive() {
-        if let Some(text) = decode_string(header.tag(), any.data) {
+fn decode_value(value: Tlv<'_>) -> AvaValue {
+    if value.class == der::UNIVERSAL && !value.constructed {
+        if let Some(text) = decode_string(Tag(value.tag), value.content) {
             return AvaValue::Text(text);
         }
     }
-    let (class, constructed, tag) = (header.class(), header.is_constructed(), header.tag());
-    AvaValue::Der(encode_tlv(class, constructed, tag.0, any.data))
+    AvaValue::Der(encode_tlv(
+        value.class,
+        value.constructed,
+        value.tag,
+        value.content,
+    ))
 }
 
 fn decode_string(tag: Tag, data: &[u8]) -> Option<String> {
@@ -446,9 +499,9 @@ fn decode_string(tag: Tag, data: &[u8]) -> Option<String> {
     }
 }
 
-fn encode_tlv(class: Class, constructed: bool, tag: u32, content: &[u8]) -> Vec<u8> {
+fn encode_tlv(class: u8, constructed: bool, tag: u32, content: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(content.len() + 16);
-    let identifier = ((class as u8) << 6) | (u8::from(constructed) << 5);
+    let identifier = (class << 6) | (u8::from(constructed) << 5);
     match u8::try_from(tag) {
         Ok(short) if short < 0x1f => out.push(identifier | short),
         _ => {
@@ -653,14 +706,8 @@ mod tests {
     // DER builders for names that OpenSSL's API cannot make.
 
     fn tlv(identifier: u8, content: &[u8]) -> Vec<u8> {
-        let class = [
-            Class::Universal,
-            Class::Application,
-            Class::ContextSpecific,
-            Class::Private,
-        ][usize::from(identifier >> 6)];
         encode_tlv(
-            class,
+            identifier >> 6,
             identifier & 0x20 != 0,
             u32::from(identifier & 0x1f),
             content,
@@ -700,10 +747,16 @@ mod tests {
         Some(tlv(identifier, &bytes?))
     }
 
-    fn parse_name(der: &[u8]) -> X509Name<'_> {
+    /// x509-parser's reading of a name, which is also the module's own,
+    /// and whose CN is the one the module reads alone.
+    fn decode(der: &[u8]) -> Dn {
         let (rest, name) = X509Name::from_der(der).unwrap();
         assert!(rest.is_empty());
-        name
+        let dn = Dn::from_x509(&name);
+        assert_eq!(Dn::from_der(der).as_ref(), Some(&dn));
+        let cn = single_cn(&dn).map(str::to_owned);
+        assert_eq!(Dn::single_cn_from_der(der), Some(cn));
+        dn
     }
 
     // Certificates and OpenSSL's view of them.
@@ -734,19 +787,30 @@ mod tests {
     }
 
     /// The subject of a certificate made with this name, as `from_x509` and
-    /// as OpenSSL (nginx's `$ssl_client_s_dn`) see it.
+    /// as OpenSSL (nginx's `$ssl_client_s_dn`) see it. The module's own
+    /// reading of it, and of its CN alone, is x509-parser's.
     fn subject(subject_der: &[u8]) -> (Dn, String) {
         let der = certificate(subject_der);
         let (_, cert) = parse_x509_certificate(&der).unwrap();
+        let dn = Dn::from_x509(cert.subject());
+        let id = crate::identity::Identity::from_der(&der).unwrap();
+        assert_eq!(id.subject(), Ok(&dn));
+        assert_eq!(id.cn(), Ok(single_cn(&dn)), "{dn:?}");
         let openssl_subject = X509::from_der(&der)
             .unwrap()
             .subject_name()
             .to_der()
             .unwrap();
-        (
-            Dn::from_x509(cert.subject()),
-            openssl_rfc2253(&openssl_subject),
-        )
+        (dn, openssl_rfc2253(&openssl_subject))
+    }
+
+    /// The CN as a CN rule reads it: the one CN, if it is text.
+    fn single_cn(dn: &Dn) -> Option<&str> {
+        let mut cns = dn.values_of(OID_CN);
+        match (cns.next(), cns.next()) {
+            (Some(AvaValue::Text(cn)), None) => Some(cn),
+            _ => None,
+        }
     }
 
     fn assert_like_openssl(subject_der: &[u8]) -> Dn {
@@ -1232,14 +1296,56 @@ mod tests {
         assert_eq!(assert_like_openssl(&latin), cn(text("café")));
         // OpenSSL refuses VisibleString in names.
         let visible = name_der(&[&[atv(OID_CN, &tlv(0x1a, b"12 34"))]]);
-        assert_eq!(Dn::from_x509(&parse_name(&visible)), cn(text("12 34")));
+        assert_eq!(decode(&visible), cn(text("12 34")));
         let astral = "\u{1f600}x";
         assert_eq!(
             assert_like_openssl(&name_der(&[&[atv(OID_CN, &universal(astral))]])),
             cn(text(astral))
         );
-        let dn = Dn::from_x509(&parse_name(&name_der(&[&[atv(OID_CN, &bmp(astral))]])));
+        let dn = decode(&name_der(&[&[atv(OID_CN, &bmp(astral))]]));
         assert_eq!(dn, cn(text(astral)));
+    }
+
+    /// A CN rule reads the CN alone: it is the subject's, whatever its
+    /// value and wherever it is.
+    #[test]
+    fn x509_cn_read_alone() {
+        let cn_of = |der: &[u8]| {
+            let (dn, _) = subject(der);
+            single_cn(&dn).map(str::to_owned)
+        };
+        let one = |value: &[u8]| name_der(&[&[atv(OID_CN, value)]]);
+        let some = |s: &str| Some(s.to_owned());
+        assert_eq!(cn_of(&one(&tlv(0x14, b"\xe9t\xe9"))), some("été"));
+        assert_eq!(cn_of(&one(&tlv(0x13, b"a*b"))), some("a*b"));
+        assert_eq!(cn_of(&one(&utf8(""))), some(""));
+        assert_eq!(cn_of(&one(b"\x0c\x81\x01a")), some("a"));
+        // Not text: a SEQUENCE, a BIT STRING, and strings in the
+        // constructed form (which OpenSSL reads as text).
+        assert_eq!(cn_of(&one(&tlv(0x30, &utf8("a")))), None);
+        assert_eq!(cn_of(&one(&tlv(0x03, b"\x00a"))), None);
+        assert_eq!(
+            cn_of(&one(&tlv(0x2c, &[utf8("al"), utf8("ice")].concat()))),
+            None
+        );
+        let pieces = [tlv(0x13, b"al"), tlv(0x13, b"ice")].concat();
+        assert_eq!(cn_of(&one(&tlv(0x33, &pieces))), None);
+        // Where it sits, and how many there are.
+        let o = atv("2.5.4.10", &utf8("Example"));
+        let cn = |s: &str| atv(OID_CN, &utf8(s));
+        assert_eq!(cn_of(&name_der(&[&[o.clone()], &[cn("a")]])), some("a"));
+        assert_eq!(cn_of(&name_der(&[&[o.clone(), cn("a")]])), some("a"));
+        assert_eq!(cn_of(&name_der(&[&[cn("a"), cn("b")]])), None);
+        assert_eq!(cn_of(&name_der(&[&[cn("a")], &[o.clone(), cn("a")]])), None);
+        let not_text = atv(OID_CN, &tlv(0x30, &utf8("b")));
+        assert_eq!(cn_of(&name_der(&[&[cn("a")], &[not_text]])), None);
+        assert_eq!(cn_of(&name_der(&[&[o]])), None);
+        assert_eq!(cn_of(&name_der(&[])), None);
+        // A CN under another OID that prints the same is no CN.
+        let other = atv("2.5.4.3.0", &utf8("a"));
+        assert_eq!(decode(&name_der(&[&[other]])).values_of(OID_CN).count(), 0);
+        // A name the module cannot read has no CN to read either.
+        assert_eq!(Dn::single_cn_from_der(b"\x30\x02\x31\x00"), None);
     }
 
     #[test]
@@ -1376,7 +1482,7 @@ mod tests {
             &[0x8c, 1, 0x61],          // [12], not UTF8String
         ];
         for value in values {
-            let parsed = Dn::from_x509(&parse_name(&name_der(&[&[atv(OID_CN, value)]])));
+            let parsed = decode(&name_der(&[&[atv(OID_CN, value)]]));
             assert_eq!(parsed, cn(AvaValue::Der(value.to_vec())));
             assert_round_trip(&parsed);
         }
@@ -1418,7 +1524,7 @@ mod tests {
             &[0xff; 20],
         ] {
             let raw = name_der(&[&[tlv(0x30, &[tlv(0x06, oid), utf8("a")].concat())]]);
-            let parsed = Dn::from_x509(&parse_name(&raw));
+            let parsed = decode(&raw);
             let Rdn(avas) = &parsed.0[0];
             assert!(avas[0].oid.starts_with("invalid-oid:"), "{:?}", avas[0].oid);
             assert!(printable(&parsed.to_rfc4514()));

@@ -3,11 +3,13 @@
 //!
 //! Each part is read on first use, from the certificate OpenSSL decoded in
 //! the handshake (see [`x509`]): a CRL needs the issuer key and the serial,
-//! a CN rule the subject, a SPIFFE rule the subjectAltName and, for an
-//! SVID, basicConstraints and keyUsage. Nothing else of the certificate is
-//! read, so what a location does not ask about costs nothing, and a part
-//! the module cannot read fails only what needs it.
+//! a CN rule the CN, a DN rule the subject, a SPIFFE rule the
+//! subjectAltName and, for an SVID, basicConstraints and keyUsage. Nothing
+//! else of the certificate is read, so what a location does not ask about
+//! costs nothing, and a part the module cannot read fails only what needs
+//! it.
 
+pub mod der;
 pub mod dn;
 pub mod san;
 pub mod spiffe;
@@ -22,7 +24,7 @@ use x509_parser::prelude::{FromDer, X509Error};
 
 use crate::hex::{Fingerprint, Serial};
 use crate::revocation::IssuerKey;
-use dn::{AvaValue, Dn, OID_CN};
+use dn::Dn;
 use san::Sans;
 use spiffe::SpiffeId;
 
@@ -47,7 +49,9 @@ type Cell<T> = OnceLock<Result<T, IdentityError>>;
 #[derive(Clone, Debug)]
 pub struct Identity {
     cert: X509,
-    subject: Cell<Subject>,
+    subject: Cell<Dn>,
+    /// The CN when there is exactly one and it is a string.
+    cn: Cell<Option<String>>,
     issuer: Cell<Dn>,
     /// SHA-256 of the issuer Name's DER, the key of its CRL.
     issuer_key: Cell<IssuerKey>,
@@ -59,13 +63,6 @@ pub struct Identity {
     spiffe_id: Cell<Option<SpiffeId>>,
     /// Unix time.
     not_after: Cell<i64>,
-}
-
-#[derive(Clone, Debug)]
-struct Subject {
-    dn: Dn,
-    /// The CN when there is exactly one and it is a string.
-    cn: Option<String>,
 }
 
 /// The part in `cell`, read by `read` on first use.
@@ -83,6 +80,7 @@ impl Identity {
         Identity {
             cert,
             subject: OnceLock::new(),
+            cn: OnceLock::new(),
             issuer: OnceLock::new(),
             issuer_key: OnceLock::new(),
             serial: OnceLock::new(),
@@ -101,24 +99,23 @@ impl Identity {
     }
 
     pub fn subject(&self) -> Part<'_, &Dn> {
-        self.read_subject().map(|s| &s.dn)
-    }
-
-    /// The subject's CN when there is exactly one and it is a string.
-    pub fn cn(&self) -> Part<'_, Option<&str>> {
-        self.read_subject().map(|s| s.cn.as_deref())
-    }
-
-    fn read_subject(&self) -> Part<'_, &Subject> {
         part(&self.subject, || {
-            let dn = x509::name_der(self.cert.subject_name())
+            x509::name_der(self.cert.subject_name())
                 .and_then(Dn::from_der)
-                .ok_or(IdentityError::Invalid("subject"))?;
-            Ok(Subject {
-                cn: single_cn(&dn),
-                dn,
-            })
+                .ok_or(IdentityError::Invalid("subject"))
         })
+    }
+
+    /// The subject's CN when there is exactly one and it is a string: the
+    /// subject's, decoded alone. Decoding the whole subject, for the one
+    /// attribute a CN rule looks at, was most of that rule's cost.
+    pub fn cn(&self) -> Part<'_, Option<&str>> {
+        part(&self.cn, || {
+            x509::name_der(self.cert.subject_name())
+                .and_then(Dn::single_cn_from_der)
+                .ok_or(IdentityError::Invalid("subject"))
+        })
+        .map(Option::as_deref)
     }
 
     pub fn issuer(&self) -> Part<'_, &Dn> {
@@ -192,6 +189,7 @@ impl Identity {
             cell.get()?.as_ref().err()
         }
         failed(&self.subject)
+            .or_else(|| failed(&self.cn))
             .or_else(|| failed(&self.issuer))
             .or_else(|| failed(&self.issuer_key))
             .or_else(|| failed(&self.serial))
@@ -207,6 +205,7 @@ impl Identity {
     pub fn parts_read(&self) -> Vec<&'static str> {
         let read = [
             ("subject", self.subject.get().is_some()),
+            ("cn", self.cn.get().is_some()),
             ("issuer", self.issuer.get().is_some()),
             ("issuer_key", self.issuer_key.get().is_some()),
             ("serial", self.serial.get().is_some()),
@@ -269,14 +268,6 @@ pub fn unix_time(year: i64, month: i64, day: i64, secs: i64) -> i64 {
     let doy = (153 * mp + 2) / 5 + day - 1;
     let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
     (era * 146_097 + doe - 719_468) * 86_400 + secs
-}
-
-fn single_cn(subject: &Dn) -> Option<String> {
-    let mut cns = subject.values_of(OID_CN);
-    match (cns.next(), cns.next()) {
-        (Some(AvaValue::Text(cn)), None) => Some(cn.clone()),
-        _ => None,
-    }
 }
 
 /// An X.509-SVID carries exactly one URI SAN, a valid SPIFFE ID, and is not
@@ -493,19 +484,20 @@ mod tests {
         let id = Identity::from_der(certificate(&[("2.5.29.17", uri)])).unwrap();
         assert!(id.parts_read().is_empty());
         assert_eq!(id.cn(), Ok(Some("x")));
-        assert_eq!(id.parts_read(), ["subject"]);
+        assert_eq!(id.parts_read(), ["cn"]);
         id.serial().unwrap();
         id.issuer_key().unwrap();
-        assert_eq!(id.parts_read(), ["subject", "issuer_key", "serial"]);
+        assert_eq!(id.parts_read(), ["cn", "issuer_key", "serial"]);
         id.spiffe_id().unwrap();
         assert_eq!(
             id.parts_read(),
-            ["subject", "issuer_key", "serial", "sans", "spiffe_id"]
+            ["cn", "issuer_key", "serial", "sans", "spiffe_id"]
         );
+        id.subject().unwrap();
         id.issuer().unwrap();
         id.fingerprint().unwrap();
         id.not_after().unwrap();
-        assert_eq!(id.parts_read().len(), 8);
+        assert_eq!(id.parts_read().len(), 9);
         assert_eq!(id.problem(), None);
     }
 

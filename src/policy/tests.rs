@@ -1060,7 +1060,7 @@ fn decide_reads_only_what_the_rules_need() {
         identity: identity(rules),
         ..Policy::default()
     };
-    assert_eq!(parts(&with(cn_rules(&["alice"]))), ["subject"]);
+    assert_eq!(parts(&with(cn_rules(&["alice"]))), ["cn"]);
     assert_eq!(parts(&with(dn_rules(&["CN=alice,O=Example"]))), ["subject"]);
     assert_eq!(
         parts(&with(san_rules(&["dns:alice.example.org"]))),
@@ -1072,7 +1072,7 @@ fn decide_reads_only_what_the_rules_need() {
     // Rules are tried until one matches: a matching CN reads no SANs.
     let mut either = cn_rules(&["alice"]);
     either.add_san(SanRule::parse("dns:other.example.org").unwrap());
-    assert_eq!(parts(&with(either)), ["subject"]);
+    assert_eq!(parts(&with(either)), ["cn"]);
     let mut spiffe = cn_rules(&["bob"]);
     spiffe.add_spiffe(SpiffePattern::parse("spiffe://td/*").unwrap());
     let spiffe = Policy {
@@ -1082,7 +1082,7 @@ fn decide_reads_only_what_the_rules_need() {
     let id = Identity::from_der(&der).unwrap();
     let denied = spiffe.decide(&Peer::Verified(&id), |_| Ok(()));
     assert_eq!(denied, Err(Reason::NotAllowed));
-    assert_eq!(id.parts_read(), ["subject", "sans", "spiffe_id"]);
+    assert_eq!(id.parts_read(), ["cn", "sans", "spiffe_id"]);
     let serials = Policy {
         deny_serials: deny_serials(&["1A:2B:3C"]),
         ..Policy::default()

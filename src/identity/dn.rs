@@ -225,15 +225,7 @@ impl Rdn {
 
 impl Ava {
     fn from_x509(atv: &AttributeTypeAndValue<'_>) -> Ava {
-        let value = atv.attr_value();
-        let header = &value.header;
-        let value = Tlv {
-            class: header.class() as u8,
-            constructed: header.is_constructed(),
-            tag: header.tag().0,
-            content: value.data,
-        };
-        Ava::new(atv.attr_type().as_bytes(), value)
+        Ava::new(atv.attr_type().as_bytes(), tlv_of(atv.attr_value()))
     }
 
     /// The attribute of type `oid` (content octets) and `value`.
@@ -449,15 +441,19 @@ fn resolve_type(token: &str) -> Result<String, DnError> {
 fn decode_ber(der: &[u8]) -> Result<AvaValue, DnError> {
     match Any::from_ber(der) {
         Ok((rest, any)) if rest.is_empty() && any.header.length().is_definite() => {
-            let header = &any.header;
-            Ok(decode_value(Tlv {
-                class: header.class() as u8,
-                constructed: header.is_constructed(),
-                tag: header.tag().0,
-                content: any.data,
-            }))
+            Ok(decode_value(tlv_of(&any)))
         }
         _ => Err(DnError::InvalidBer),
+    }
+}
+
+/// An element x509-parser read, as the module's DER reader gives it.
+fn tlv_of<'a>(any: &Any<'a>) -> Tlv<'a> {
+    Tlv {
+        class: any.header.class() as u8,
+        constructed: any.header.is_constructed(),
+        tag: any.header.tag().0,
+        content: any.data,
     }
 }
 

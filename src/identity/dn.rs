@@ -141,7 +141,10 @@ impl Dn {
     }
 
     /// Decodes a name's DER, as [`Dn::from_x509`] decodes x509-parser's
-    /// reading of it; `None` unless `der` is exactly one Name.
+    /// reading of it wherever OpenSSL decodes the name too (the fuzz
+    /// target `name_der` checks it); `None` unless `der` is exactly one
+    /// Name. Stricter than x509-parser, which ignores what follows a
+    /// malformed RDN.
     pub fn from_der(der: &[u8]) -> Option<Dn> {
         let mut rdns = Vec::new();
         let mut avas = Vec::new();

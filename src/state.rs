@@ -278,11 +278,20 @@ impl Drop for Shared {
     }
 }
 
-/// A table file mapped read-only.
+/// A table file mapped read-only, with its table checked once.
 struct Mapping {
+    /// Borrows `region`: handed out only by [`Mapping::table`], which ties
+    /// it to the mapping.
+    table: Table<'static>,
+    generation: u64,
+    /// Kept for its drop, which unmaps what `table` borrows.
+    _region: Region,
+}
+
+/// Memory mapped from a file, unmapped on drop.
+struct Region {
     ptr: *const u8,
     len: usize,
-    generation: u64,
 }
 
 impl Mapping {
@@ -307,26 +316,31 @@ impl Mapping {
         if ptr == libc::MAP_FAILED {
             return Err(io::Error::last_os_error());
         }
-        let mapping = Mapping {
+        let region = Region {
             ptr: ptr.cast(),
             len,
-            generation,
         };
+        // SAFETY: `ptr` maps `len` readable bytes until `region` is dropped,
+        // which is when the mapping that keeps this table is.
+        let bytes: &'static [u8] = unsafe { core::slice::from_raw_parts(region.ptr, region.len) };
         // Checked once here, so that look-ups can trust the bucket index.
-        Table::new(mapping.bytes()).map_err(io::Error::other)?;
-        Ok(mapping)
+        let table = Table::new(bytes).map_err(io::Error::other)?;
+        Ok(Mapping {
+            table,
+            generation,
+            _region: region,
+        })
     }
 
-    fn bytes(&self) -> &[u8] {
-        // SAFETY: `ptr` maps `len` readable bytes until `drop`.
-        unsafe { core::slice::from_raw_parts(self.ptr, self.len) }
+    fn table(&self) -> Table<'_> {
+        self.table
     }
 }
 
-impl Drop for Mapping {
+impl Drop for Region {
     fn drop(&mut self) {
-        // SAFETY: the mapping made in `new`; tables borrowed from it do not
-        // outlive the `with_table` call that lent them.
+        // SAFETY: the mapping made in `Mapping::new`; tables borrowed from
+        // it do not outlive the `with_table` call that lent them.
         unsafe { libc::munmap(self.ptr as *mut _, self.len) };
     }
 }
@@ -344,7 +358,7 @@ impl Shared {
         MAPPINGS.with(|cell| {
             let mut maps = cell.borrow_mut();
             let current = self.slot(source).generation();
-            let pos = maps.iter().position(|(c, s, _)| (*c, *s) == key);
+            let mut pos = maps.iter().position(|(c, s, _)| (*c, *s) == key);
             let stale = !matches!(pos, Some(i) if maps[i].2.generation == current);
             if stale && current != 0 {
                 // A newer table may replace this one between our reading the
@@ -352,12 +366,14 @@ impl Shared {
                 if let Ok(mapping) = self.map(source, current) {
                     match pos {
                         Some(i) => maps[i].2 = mapping,
-                        None => maps.push((key.0, key.1, mapping)),
+                        None => {
+                            maps.push((key.0, key.1, mapping));
+                            pos = Some(maps.len() - 1);
+                        }
                     }
                 }
             }
-            let pos = maps.iter().position(|(c, s, _)| (*c, *s) == key);
-            f(pos.and_then(|i| Table::open(maps[i].2.bytes()).ok()))
+            f(pos.map(|i| maps[i].2.table()))
         })
     }
 

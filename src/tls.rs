@@ -107,11 +107,7 @@ impl Link {
     /// a CA encoded as negative finds its entry.
     pub fn ca(cert: &X509Ref) -> Option<Link> {
         let issuer = x509::name_der(cert.issuer_name())?;
-        Some(Link::new(
-            issuer_key(issuer),
-            Serial::from_der_content(&x509::serial_content(cert)?),
-            true,
-        ))
+        Some(Link::new(issuer_key(issuer), x509::serial(cert)?, true))
     }
 }
 

@@ -137,9 +137,7 @@ impl Identity {
 
     pub fn serial(&self) -> Part<'_, &Serial> {
         part(&self.serial, || {
-            x509::serial_content(&self.cert)
-                .map(|content| Serial::from_der_content(&content))
-                .ok_or(IdentityError::Invalid("serialNumber"))
+            x509::serial(&self.cert).ok_or(IdentityError::Invalid("serialNumber"))
         })
     }
 
@@ -357,6 +355,10 @@ mod tests {
             "-80",
             "-81",
             "-FF",
+            "-100",
+            "-8000",
+            "-8001",
+            "FF00",
             "7FFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFF",
         ];
         let times = [

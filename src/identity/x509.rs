@@ -14,8 +14,12 @@ use std::ffi::c_int;
 use std::ptr;
 
 use foreign_types::ForeignTypeRef;
+use openssl::asn1::Asn1IntegerRef;
 use openssl::nid::Nid;
 use openssl::x509::{X509NameRef, X509Ref};
+use openssl_sys::{ASN1_STRING_get0_data, ASN1_STRING_length, ASN1_STRING_type, ASN1_STRING};
+
+use crate::hex::Serial;
 
 extern "C" {
     // Not in openssl-sys; all three are in OpenSSL since 1.1.1.
@@ -26,8 +30,10 @@ extern "C" {
     ) -> c_int;
     fn X509_get0_serialNumber(x: *const openssl_sys::X509) -> *const openssl_sys::ASN1_INTEGER;
     fn ASN1_TIME_to_tm(time: *const openssl_sys::ASN1_TIME, tm: *mut libc::tm) -> c_int;
-    fn i2d_ASN1_INTEGER(a: *const openssl_sys::ASN1_INTEGER, out: *mut *mut u8) -> c_int;
 }
+
+/// The type of a negative INTEGER's ASN1_STRING: V_ASN1_NEG | V_ASN1_INTEGER.
+const V_ASN1_NEG_INTEGER: c_int = 0x100 | 2;
 
 /// The DER encoding of `name` as the certificate carries it: OpenSSL keeps
 /// the bytes it decoded a name from, and encodes a name it built.
@@ -43,25 +49,69 @@ pub fn name_der(name: &X509NameRef) -> Option<&[u8]> {
     }
 }
 
-/// The content octets of the serialNumber INTEGER, as the certificate
-/// encodes it and CRL entries are read: two's complement. OpenSSL decodes
-/// only minimal encodings, so encoding its value again gives the same
-/// octets.
-pub fn serial_content(cert: &X509Ref) -> Option<Vec<u8>> {
-    // SAFETY: the serial belongs to `cert`, alive for this call. The first
-    // call measures the encoding, the second writes exactly that many bytes
-    // into `der`, which has room for them.
-    let der = unsafe {
+/// The serial number, as CRL entries are read: the content octets of the
+/// serialNumber INTEGER, two's complement, so that a serial the issuer
+/// encoded as negative finds its entry. Taken from OpenSSL's decoded
+/// INTEGER (sign and magnitude) without encoding it again: OpenSSL decodes
+/// only minimal encodings, so the minimal content octets of its value are
+/// the certificate's own.
+pub fn serial(cert: &X509Ref) -> Option<Serial> {
+    // SAFETY: the serial belongs to `cert`, alive for this call.
+    let serial = unsafe {
         let serial = X509_get0_serialNumber(cert.as_ptr());
-        let len = usize::try_from(i2d_ASN1_INTEGER(serial, ptr::null_mut())).ok()?;
-        let mut der = vec![0u8; len];
-        let mut out = der.as_mut_ptr();
-        if usize::try_from(i2d_ASN1_INTEGER(serial, &mut out)).ok()? != len {
+        if serial.is_null() {
             return None;
         }
-        der
+        Asn1IntegerRef::from_ptr(serial.cast_mut())
     };
-    tlv_content(&der).map(<[u8]>::to_vec)
+    integer_serial(serial)
+}
+
+fn integer_serial(integer: &Asn1IntegerRef) -> Option<Serial> {
+    let integer = integer.as_ptr().cast::<ASN1_STRING>();
+    // SAFETY: an ASN1_INTEGER is an ASN1_STRING; its bytes live as long as
+    // the borrowed INTEGER.
+    let (magnitude, negative) = unsafe {
+        let len = usize::try_from(ASN1_STRING_length(integer)).ok()?;
+        let data = ASN1_STRING_get0_data(integer);
+        let magnitude = match (len, data.is_null()) {
+            (0, _) => &[][..],
+            (_, true) => return None,
+            (_, false) => std::slice::from_raw_parts(data, len),
+        };
+        (magnitude, ASN1_STRING_type(integer) == V_ASN1_NEG_INTEGER)
+    };
+    Some(if negative {
+        Serial::from_der_content(&negative_content(magnitude))
+    } else {
+        // A positive INTEGER's content is its magnitude, with a zero byte
+        // in front where the top bit is set, which the serial drops again.
+        Serial::from_der_content(magnitude)
+    })
+}
+
+/// The minimal two's complement content octets of minus `magnitude`.
+fn negative_content(magnitude: &[u8]) -> Vec<u8> {
+    let significant = magnitude.iter().position(|&b| b != 0);
+    let Some(first) = significant else {
+        return vec![0]; // minus zero is zero
+    };
+    let mut content: Vec<u8> = magnitude[first..].iter().map(|b| !b).collect();
+    // Add one, carrying from the last byte; the magnitude is not zero, so
+    // the carry stops within it.
+    for b in content.iter_mut().rev() {
+        let (sum, carry) = b.overflowing_add(1);
+        *b = sum;
+        if !carry {
+            break;
+        }
+    }
+    // A sign bit that came out clear needs a byte of ones in front: the
+    // magnitude is above 2^(8n-1) for its n bytes.
+    if content[0] & 0x80 == 0 {
+        content.insert(0, 0xff);
+    }
+    content
 }
 
 /// notAfter as Unix time.
@@ -115,24 +165,85 @@ pub fn extension(cert: &X509Ref, nid: Nid) -> Result<Option<&[u8]>, Repeated> {
     }
 }
 
-/// The content of a DER TLV with a one-byte tag and a definite length that
-/// spans the rest of `der`.
-fn tlv_content(der: &[u8]) -> Option<&[u8]> {
-    let (&first, rest) = der.get(1..)?.split_first()?;
-    let (len, content) = match first {
-        0..=0x7f => (usize::from(first), rest),
-        0x81..=0x84 => {
-            let (len, content) = rest.split_at_checked(usize::from(first & 0x7f))?;
-            (len.iter().fold(0, |n, &b| n << 8 | usize::from(b)), content)
-        }
-        _ => return None,
-    };
-    (content.len() == len).then_some(content)
-}
-
 #[cfg(test)]
 mod tests {
-    use super::tlv_content;
+    use std::ffi::c_int;
+
+    use foreign_types::ForeignTypeRef;
+    use openssl::asn1::Asn1IntegerRef;
+    use openssl::bn::BigNum;
+
+    use super::integer_serial;
+    use crate::hex::Serial;
+
+    extern "C" {
+        fn i2d_ASN1_INTEGER(a: *const openssl_sys::ASN1_INTEGER, out: *mut *mut u8) -> c_int;
+    }
+
+    /// The serial as OpenSSL encodes the INTEGER: what the module took
+    /// before it read sign and magnitude itself.
+    fn encoded(integer: &Asn1IntegerRef) -> Serial {
+        // SAFETY: the first call measures, the second writes that many
+        // bytes into `der`.
+        let der = unsafe {
+            let len =
+                usize::try_from(i2d_ASN1_INTEGER(integer.as_ptr(), std::ptr::null_mut())).unwrap();
+            let mut der = vec![0u8; len];
+            let mut out = der.as_mut_ptr();
+            assert_eq!(i2d_ASN1_INTEGER(integer.as_ptr(), &mut out), len as c_int);
+            der
+        };
+        Serial::from_der_content(tlv_content(&der).unwrap())
+    }
+
+    /// Every INTEGER around the byte boundaries, where the two's complement
+    /// gains or loses a byte, and some long ones: the serial read from sign
+    /// and magnitude is the one OpenSSL's encoding gives.
+    #[test]
+    fn serial_from_sign_and_magnitude() {
+        let mut values: Vec<BigNum> = Vec::new();
+        for n in -70_000i64..=70_000 {
+            values.push(BigNum::from_dec_str(&n.to_string()).unwrap());
+        }
+        for bits in [
+            23, 24, 25, 31, 32, 33, 63, 64, 65, 159, 160, 161, 255, 256, 257,
+        ] {
+            for delta in [-2i32, -1, 0, 1, 2] {
+                for negative in [false, true] {
+                    let mut n = BigNum::new().unwrap();
+                    n.set_bit(bits).unwrap();
+                    let d = BigNum::from_u32(delta.unsigned_abs()).unwrap();
+                    let mut v = BigNum::new().unwrap();
+                    if delta < 0 {
+                        v.checked_sub(&n, &d).unwrap();
+                    } else {
+                        v.checked_add(&n, &d).unwrap();
+                    }
+                    v.set_negative(negative);
+                    values.push(v);
+                }
+            }
+        }
+        for v in &values {
+            let integer = v.to_asn1_integer().unwrap();
+            assert_eq!(integer_serial(&integer), Some(encoded(&integer)), "{v}");
+        }
+    }
+
+    /// The content of a DER TLV with a one-byte tag and a definite length that
+    /// spans the rest of `der`.
+    fn tlv_content(der: &[u8]) -> Option<&[u8]> {
+        let (&first, rest) = der.get(1..)?.split_first()?;
+        let (len, content) = match first {
+            0..=0x7f => (usize::from(first), rest),
+            0x81..=0x84 => {
+                let (len, content) = rest.split_at_checked(usize::from(first & 0x7f))?;
+                (len.iter().fold(0, |n, &b| n << 8 | usize::from(b)), content)
+            }
+            _ => return None,
+        };
+        (content.len() == len).then_some(content)
+    }
 
     #[test]
     fn tlv_lengths() {

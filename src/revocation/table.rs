@@ -383,7 +383,8 @@ impl<'a> Table<'a> {
     /// Checks the header, the section bounds, the issuer records and that
     /// the bucket index ascends from 0 to the entry count. Costs
     /// O(buckets), about 0.3 ms per million entries: do it once for bytes
-    /// read from outside, then use [`Table::open`] on the same bytes.
+    /// read from outside, and keep the table (a worker keeps it with its
+    /// mapping of the shared file).
     pub fn new(bytes: &'a [u8]) -> Result<Table<'a>, TableError> {
         let table = Table::open(bytes)?;
         let mut previous: Option<&[u8]> = None;
@@ -417,9 +418,9 @@ impl<'a> Table<'a> {
     }
 
     /// Checks the header and the section bounds only, in O(1): for bytes
-    /// that [`Table::new`] accepted, such as an immutable shared mapping
-    /// opened on every request. Look-ups stay memory-safe on any bytes; on
-    /// a corrupt bucket index they may miss.
+    /// that [`Table::new`] accepted, or that this process built. Look-ups
+    /// stay memory-safe on any bytes; on a corrupt bucket index they may
+    /// miss.
     pub fn open(bytes: &'a [u8]) -> Result<Table<'a>, TableError> {
         let need = |need: u64| TableError::Truncated {
             len: bytes.len(),

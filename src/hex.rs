@@ -14,8 +14,21 @@ pub enum HexError {
 
 /// A certificate serial number as its magnitude, without leading zero bytes,
 /// so that `0A`, `0a`, `00:0A` and `000a` are the same serial.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
-pub struct Serial(Vec<u8>);
+///
+/// Kept inline up to [`INLINE`] bytes, on the heap beyond: a connection
+/// keeps its certificate's serial, and an allocation that lives as long as
+/// the connection costs the handshake more than copying a few bytes.
+#[derive(Clone)]
+pub struct Serial(Bytes);
+
+/// RFC 5280 allows serials of up to 20 octets of content.
+const INLINE: usize = 22;
+
+#[derive(Clone)]
+enum Bytes {
+    Inline { len: u8, bytes: [u8; INLINE] },
+    Heap(Box<[u8]>),
+}
 
 impl Serial {
     /// Parses the hexadecimal form used in configuration and deny lists:
@@ -39,28 +52,70 @@ impl Serial {
         let (head, tail) = nibbles.split_at(nibbles.len() % 2);
         bytes.extend(head.iter().copied());
         bytes.extend(tail.chunks(2).map(|pair| pair[0] << 4 | pair[1]));
-        Ok(Serial(bytes))
+        Ok(Serial::from_magnitude(&bytes))
     }
 
     /// The serial from a certificate's INTEGER content octets.
     pub fn from_der_content(raw: &[u8]) -> Serial {
         let significant = raw.iter().position(|&b| b != 0).unwrap_or(raw.len());
-        Serial(raw[significant..].to_vec())
+        Serial::from_magnitude(&raw[significant..])
+    }
+
+    /// From a magnitude without leading zero bytes.
+    fn from_magnitude(magnitude: &[u8]) -> Serial {
+        Serial(match u8::try_from(magnitude.len()) {
+            Ok(len) if magnitude.len() <= INLINE => {
+                let mut bytes = [0; INLINE];
+                bytes[..magnitude.len()].copy_from_slice(magnitude);
+                Bytes::Inline { len, bytes }
+            }
+            _ => Bytes::Heap(magnitude.into()),
+        })
     }
 
     /// The magnitude, big-endian, without leading zero bytes (empty for zero).
     pub fn as_bytes(&self) -> &[u8] {
-        &self.0
+        match &self.0 {
+            Bytes::Inline { len, bytes } => &bytes[..usize::from(*len)],
+            Bytes::Heap(bytes) => bytes,
+        }
+    }
+}
+
+impl Default for Serial {
+    fn default() -> Serial {
+        Serial::from_magnitude(&[])
+    }
+}
+
+impl PartialEq for Serial {
+    fn eq(&self, other: &Serial) -> bool {
+        self.as_bytes() == other.as_bytes()
+    }
+}
+
+impl Eq for Serial {}
+
+impl core::hash::Hash for Serial {
+    fn hash<H: core::hash::Hasher>(&self, state: &mut H) {
+        self.as_bytes().hash(state);
+    }
+}
+
+impl fmt::Debug for Serial {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Serial({self})")
     }
 }
 
 /// Upper-case hex, two digits per byte, as nginx prints `$ssl_client_serial`.
 impl fmt::Display for Serial {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.0.is_empty() {
+        let bytes = self.as_bytes();
+        if bytes.is_empty() {
             return f.write_str("00");
         }
-        self.0.iter().try_for_each(|b| write!(f, "{b:02X}"))
+        bytes.iter().try_for_each(|b| write!(f, "{b:02X}"))
     }
 }
 
@@ -144,6 +199,25 @@ mod tests {
             Serial::parse("8001").unwrap()
         );
         assert_eq!(Serial::from_der_content(&[0x00]).to_string(), "00");
+    }
+
+    /// Inline up to 22 bytes, on the heap beyond: the same serial either
+    /// way, equal however it was made.
+    #[test]
+    fn serial_lengths() {
+        for len in [0, 1, 20, 21, 22, 23, 24, 64] {
+            let bytes: Vec<u8> = (1..=len as u8).collect();
+            let hex: String = bytes.iter().map(|b| format!("{b:02X}")).collect();
+            let serial = Serial::from_der_content(&[&[0, 0][..], &bytes].concat());
+            assert_eq!(serial.as_bytes(), &bytes[..], "{len}");
+            assert_eq!(
+                serial,
+                Serial::parse(&format!("000{hex}")).unwrap_or_default()
+            );
+            assert_eq!(serial.clone(), serial, "{len}");
+            let shown = if len == 0 { "00".to_string() } else { hex };
+            assert_eq!(serial.to_string(), shown, "{len}");
+        }
     }
 
     #[test]

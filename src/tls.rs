@@ -52,8 +52,11 @@ pub struct Chain {
     /// root. `None` where OpenSSL kept no chain (a resumed TLS session):
     /// then it is rebuilt from the configured CA certificates.
     cas: Option<Vec<X509>>,
-    /// The chain's links, leaf first, made on first use.
-    links: OnceLock<Vec<Link>>,
+    /// The leaf's link, made on first use.
+    leaf: OnceLock<Link>,
+    /// The links of the CA certificates, made on first use: only where
+    /// CRLs are checked for the whole chain.
+    ca_links: OnceLock<Vec<Link>>,
     /// The leaf's keys in deny-list tables.
     serial_key: OnceLock<Key>,
     fingerprint_key: OnceLock<Key>,
@@ -122,7 +125,8 @@ impl Chain {
         });
         Chain {
             cas,
-            links: OnceLock::new(),
+            leaf: OnceLock::new(),
+            ca_links: OnceLock::new(),
             serial_key: OnceLock::new(),
             fingerprint_key: OnceLock::new(),
             passed: Mutex::new(None),
@@ -149,25 +153,29 @@ impl Chain {
         }
     }
 
-    /// The links of the verified chain, the link of `leaf` (its leaf)
-    /// first; or where OpenSSL kept no chain, or a CA of it cannot be read,
-    /// the ones `rebuild` makes from the leaf's link. Made once for the
-    /// connection's requests; `None` where the leaf's link cannot be read.
-    pub fn links(
+    /// The link of `leaf`, this chain's leaf; `None` where its issuer or
+    /// serial cannot be read.
+    pub fn leaf(&self, leaf: &Identity) -> Option<&Link> {
+        try_init(&self.leaf, || Link::leaf(leaf))
+    }
+
+    /// The links of the CA certificates of the verified chain, from the
+    /// leaf's issuer up; or where OpenSSL kept no chain, or a CA of it
+    /// cannot be read, the ones `rebuild` makes from the leaf's link.
+    /// Made once for the connection's requests; `None` where the leaf's
+    /// link cannot be read.
+    pub fn ca_links(
         &self,
         leaf: &Identity,
-        rebuild: impl FnOnce(Link) -> Vec<Link>,
+        rebuild: impl FnOnce(&Link) -> Vec<Link>,
     ) -> Option<&[Link]> {
-        let links = try_init(&self.links, || {
-            let leaf = Link::leaf(leaf)?;
+        let leaf = self.leaf(leaf)?;
+        let links = try_init(&self.ca_links, || {
             let cas: Option<Vec<Link>> = self
                 .cas
                 .as_ref()
                 .and_then(|cas| cas.iter().map(|ca| Link::ca(ca)).collect());
-            Some(match cas {
-                Some(cas) => std::iter::once(leaf).chain(cas).collect(),
-                None => rebuild(leaf),
-            })
+            Some(cas.unwrap_or_else(|| rebuild(leaf)))
         });
         links.map(Vec::as_slice)
     }

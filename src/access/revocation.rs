@@ -82,11 +82,15 @@ fn check_sources(
     let Some(crls) = lcf.policy.crls.as_deref() else {
         return Ok(reusable_until(shared, deny_lists.iter(), until));
     };
-    let links = chain
-        .links(id, |leaf| rebuild_chain(leaf, &mcf.cas))
-        .ok_or((Reason::BadCert, None))?;
-    let checked = if lcf.crl_chain != 0 { links.len() } else { 1 };
-    for link in &links[..checked.min(links.len())] {
+    let leaf = chain.leaf(id).ok_or((Reason::BadCert, None))?;
+    let cas = if lcf.crl_chain != 0 {
+        chain
+            .ca_links(id, |leaf| rebuild_chain(leaf, &mcf.cas))
+            .ok_or((Reason::BadCert, None))?
+    } else {
+        &[]
+    };
+    for link in std::iter::once(leaf).chain(cas) {
         let mut covered = None;
         for &i in crls {
             let verdict = shared.with_table(i, |table| {
@@ -139,15 +143,16 @@ fn reusable_until<'a>(
     }
 }
 
-/// The chain of a resumed session, where OpenSSL kept none: the leaf, then
-/// each issuer found among the configured CA certificates, up to a
-/// self-issued root. An issuer that is not found ends the chain there; its
-/// certificate then goes unchecked only if it is not among the CAs at all,
-/// which a verified chain rules out for `ssl_client_certificate` setups.
-fn rebuild_chain(leaf: Link, cas: &[X509]) -> Vec<Link> {
+/// The CA links of a resumed session's chain, where OpenSSL kept none:
+/// each issuer found among the configured CA certificates, from the leaf's
+/// up to a self-issued root. An issuer that is not found ends the chain
+/// there; its certificate then goes unchecked only if it is not among the
+/// CAs at all, which a verified chain rules out for
+/// `ssl_client_certificate` setups.
+fn rebuild_chain(leaf: &Link, cas: &[X509]) -> Vec<Link> {
     let mut issuer = leaf.issuer_key;
-    let mut links = vec![leaf];
-    while links.len() < 16 {
+    let mut links = Vec::new();
+    while links.len() < 15 {
         let Some(ca) = cas.iter().find(|ca| {
             ca.subject_name()
                 .to_der()

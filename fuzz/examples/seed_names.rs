@@ -6,6 +6,7 @@
 use std::fs;
 use std::path::Path;
 
+use ngx_http_mtls_module_fuzz::corpus_files;
 use openssl::x509::X509;
 
 fn main() {
@@ -16,12 +17,7 @@ fn main() {
     let out = corpus.join("name_der");
     fs::create_dir_all(&out).unwrap();
     let mut written = 0;
-    let mut certs: Vec<_> = fs::read_dir(corpus.join("identity"))
-        .unwrap()
-        .map(|entry| entry.unwrap().path())
-        .collect();
-    certs.sort();
-    for path in certs {
+    for path in corpus_files(&corpus.join("identity")) {
         let Ok(cert) = X509::from_der(&fs::read(&path).unwrap()) else {
             continue;
         };

@@ -6,7 +6,7 @@ use std::fs;
 use std::path::Path;
 
 use ngx_http_mtls_module::revocation::denylist;
-use ngx_http_mtls_module_fuzz::crl_input;
+use ngx_http_mtls_module_fuzz::{corpus_files, crl_input};
 
 fn main() {
     let corpus = std::env::args()
@@ -17,12 +17,7 @@ fn main() {
     fs::create_dir_all(&out).unwrap();
     let mut written = 0;
     for (source, kind) in [("denylist", "deny"), ("crl", "crl")] {
-        let mut inputs: Vec<_> = fs::read_dir(corpus.join(source))
-            .unwrap()
-            .map(|entry| entry.unwrap().path())
-            .collect();
-        inputs.sort();
-        for input in inputs {
+        for input in corpus_files(&corpus.join(source)) {
             let data = fs::read(&input).unwrap();
             let table = match kind {
                 "deny" => denylist::parse(&data, "seed").ok().map(|l| l.table),

@@ -1,8 +1,9 @@
-//! Helpers shared by the fuzz targets and the seed generator: the CA that
-//! signs fuzzed CRLs, and OpenSSL's view of names and SANs for the
-//! differential target.
+//! Helpers shared by the fuzz targets and the seed generators: the CA that
+//! signs fuzzed CRLs, OpenSSL's view of names and SANs for the
+//! differential target, and the corpus a seed generator reads.
 
 use std::ffi::{c_int, c_ulong};
+use std::path::{Path, PathBuf};
 use std::ptr;
 use std::sync::OnceLock;
 
@@ -23,6 +24,17 @@ pub const CA_CN: &str = "mtls fuzz CA";
 const ECDSA_SHA256: &[u8] = &[
     0x30, 0x0a, 0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x04, 0x03, 0x02,
 ];
+
+/// The files of a corpus directory, sorted, so that seeds derived from them
+/// come out in the same order on every run.
+pub fn corpus_files(dir: &Path) -> Vec<PathBuf> {
+    let mut files: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .collect();
+    files.sort();
+    files
+}
 
 /// The CA the CRL target checks CRLs against. Its key is made once per run:
 /// the seeds carry its name, and the target signs them again (see

@@ -4,10 +4,10 @@
 # configurations below, drives it with oha (TLS with a client certificate),
 # and writes bench/RESULTS.md.  See scripts/bench for the options.
 #
-# Every configuration is a separate nginx, all started at once and idle but
-# for the one being measured, so that each round measures all of them back
-# to back (A B C ... A B C ...): the machine's noise falls on all alike, and
-# the ratios are taken within a round.
+# Every configuration is a separate nginx, all started afresh for each round
+# and idle but for the one being measured, so that each round measures all
+# of them back to back (A B C ... A B C ...): the machine's noise falls on
+# all alike, and the ratios are taken within a round.
 
 use strict;
 use warnings;
@@ -389,6 +389,13 @@ sub ratio {
 	return sprintf('%.3f (%.3f-%.3f)', $q[1], $q[0], $q[2]);
 }
 
+# The same for the difference $a's $key minus $b's.
+sub difference {
+	my ($a, $b, $key) = @_;
+	my @q = mmm(map { $a->[$_]{$key} - $b->[$_]{$key} } 0 .. $#$a);
+	return sprintf('%+.1f (%+.1f to %+.1f)', @q[1, 0, 2]);
+}
+
 sub mmm {
 	my @s = sort { $a <=> $b } @_;
 	return ($s[0], median(@s), $s[-1]);
@@ -402,23 +409,27 @@ my @shapes = (
 	[ 'keepalive', 'keep-alive', 0 ],
 	[ 'handshake', 'new TLS handshake per request', 1 ],
 );
+# Each round starts every server afresh: two nginx instances of one build
+# can differ by several microseconds per handshake for the whole of their
+# life (where the heap, the libraries and the tables land in memory), so
+# servers kept for all the rounds would give their luck to every round.
 if (@throughput) {
-	my %n;
-	for my $name (@throughput) {
-		say_("starting $name");
-		$n{$name} = start($name);
-		check($n{$name});
-	}
 	for my $round (1 .. $o{rounds}) {
+		# Each round starts with the next configuration, so that none
+		# always runs first or right after a given other.
+		my $k = ($round - 1) % @throughput;
+		my @order = @throughput[$k .. $#throughput, 0 .. $k - 1];
+		my %n;
+		for my $name (@order) {
+			say_("round $round: starting $name") if $round == 1;
+			$n{$name} = start($name);
+			check($n{$name});
+		}
 		for my $s (@shapes) {
 			my ($shape, undef, $hs) = @$s;
 			# Warm-up of each server's worker and of the CPU caches.
-			oha($n{$_}, handshake => $hs, duration => 0.5)
-				for $round == 1 ? @throughput : ();
-			# Each round starts with the next configuration, so that none
-			# always runs first or right after a given other.
-			my $k = ($round - 1) % @throughput;
-			for my $name (@throughput[$k .. $#throughput, 0 .. $k - 1]) {
+			oha($n{$_}, handshake => $hs, duration => 0.5) for @order;
+			for my $name (@order) {
 				my $r = oha($n{$name}, handshake => $hs);
 				push @{$tp{$shape}{$name}}, $r;
 				say_(sprintf('round %d %-9s %-10s %8.0f req/s %7.1f us/req%s',
@@ -426,8 +437,8 @@ if (@throughput) {
 					$r->{failed} ? " FAILED $r->{failed}" : ''));
 			}
 		}
+		stop($n{$_}) for @order;
 	}
-	stop($n{$_}) for @throughput;
 }
 
 ###############################################################################
@@ -585,7 +596,8 @@ push @md, '## Machine and versions', '',
 
 if (%tp) {
 	push @md, '## Throughput', '',
-		"$o{rounds} rounds; in each round every configuration runs for"
+		"$o{rounds} rounds; in each round every configuration is started"
+		. ' afresh (a new nginx, warmed up for 0.5 s) and runs for'
 		. " $o{duration} s with $o{connections} connections, one after the"
 		. ' other (interleaved; each round starts with the next'
 		. ' configuration). Requests per second: min / median / max over'
@@ -601,21 +613,22 @@ if (%tp) {
 		my ($shape, $title) = @$s;
 		my $base = $tp{$shape}{baseline};
 		push @md, "### $title", '',
-			'| configuration | req/s min | median | max | throughput ratio to 1 | CPU us/req | CPU ratio to 1 | p50 ms | p99 ms | failed |',
-			'|---|---:|---:|---:|---|---:|---|---:|---:|---:|';
+			'| configuration | req/s min | median | max | throughput ratio to 1 | CPU us/req | CPU us/req over 1 | CPU ratio to 1 | p50 ms | p99 ms | failed |',
+			'|---|---:|---:|---:|---|---:|---|---|---:|---:|---:|';
 		for my $name (@throughput) {
 			my $rs = $tp{$shape}{$name};
 			my @rps = mmm(map { $_->{rps} } @$rs);
-			my ($ratio, $cpu_ratio) = ('', '');
+			my ($ratio, $cpu_over, $cpu_ratio) = ('', '', '');
 			if ($base) {
 				$ratio = ratio($rs, $base, 'rps');
+				$cpu_over = difference($rs, $base, 'cpu');
 				$cpu_ratio = ratio($base, $rs, 'cpu');
 			}
 			my $failed = 0;
 			$failed += $_->{failed} for @$rs;
-			push @md, sprintf('| %s | %s | %s | %s | %s | %.1f | %s | %s | %s | %d |',
+			push @md, sprintf('| %s | %s | %s | %s | %s | %.1f | %s | %s | %s | %s | %d |',
 				$configs{$name}{label}, (map { f0($_) } @rps), $ratio,
-				median(map { $_->{cpu} } @$rs), $cpu_ratio,
+				median(map { $_->{cpu} } @$rs), $cpu_over, $cpu_ratio,
 				f3(median(map { $_->{p50} } @$rs)),
 				f3(median(map { $_->{p99} } @$rs)), $failed);
 		}

@@ -14,10 +14,9 @@ use openssl::ex_data::Index;
 use openssl::ssl::{Ssl, SslRef};
 use openssl::x509::{X509Ref, X509VerifyResult, X509};
 
-use crate::hex::Serial;
-use crate::identity::{x509, Identity};
+use crate::identity::Identity;
 use crate::policy::Peer;
-use crate::revocation::{issuer_key, IssuerKey, Key};
+use crate::revocation::Link;
 
 /// What the handshake established about the client, as cached per connection.
 pub enum ClientCert {
@@ -35,31 +34,16 @@ pub struct Verified {
     pub chain: Chain,
 }
 
-/// A certificate of the verified chain, as revocation sees it.
-#[derive(Clone, Debug)]
-pub struct Link {
-    pub issuer_key: IssuerKey,
-    pub serial: Serial,
-    pub is_ca: bool,
-    crl_key: OnceLock<Key>,
-}
-
-/// What revocation needs of a verified connection. The table keys are
-/// hashed on first use, once for all the connection's requests, and not at
-/// all where no revocation source is in effect.
+/// What revocation needs of a verified connection, beyond the leaf's
+/// identity.
 pub struct Chain {
     /// The CA certificates of the verified chain, between the leaf and the
     /// root. `None` where OpenSSL kept no chain (a resumed TLS session):
     /// then it is rebuilt from the configured CA certificates.
     cas: Option<Vec<X509>>,
-    /// The leaf's link, made on first use.
-    leaf: OnceLock<Link>,
     /// The links of the CA certificates, made on first use: only where
     /// CRLs are checked for the whole chain.
     ca_links: OnceLock<Vec<Link>>,
-    /// The leaf's keys in deny-list tables.
-    serial_key: OnceLock<Key>,
-    fingerprint_key: OnceLock<Key>,
     /// The connection's last request that passed, so that the next ones in
     /// the same location skip the look-ups while no table changed.
     passed: Mutex<Option<Passed>>,
@@ -78,42 +62,6 @@ struct Passed {
     until: i64,
 }
 
-impl Link {
-    fn new(issuer_key: IssuerKey, serial: Serial, is_ca: bool) -> Link {
-        Link {
-            issuer_key,
-            serial,
-            is_ca,
-            crl_key: OnceLock::new(),
-        }
-    }
-
-    /// Its key in CRL tables.
-    pub fn crl_key(&self) -> Key {
-        *self
-            .crl_key
-            .get_or_init(|| Key::crl(&self.issuer_key, self.serial.as_bytes()))
-    }
-
-    /// The link of a chain's leaf; `None` where its issuer or serial cannot
-    /// be read.
-    pub fn leaf(id: &Identity) -> Option<Link> {
-        Some(Link::new(
-            *id.issuer_key().ok()?,
-            id.serial().ok()?.clone(),
-            false,
-        ))
-    }
-
-    /// The link of a CA certificate of the chain. The serial is taken as
-    /// the certificate encodes it, as CRL entries are, so that even a serial
-    /// a CA encoded as negative finds its entry.
-    pub fn ca(cert: &X509Ref) -> Option<Link> {
-        let issuer = x509::name_der(cert.issuer_name())?;
-        Some(Link::new(issuer_key(issuer), x509::serial(cert)?, true))
-    }
-}
-
 impl Chain {
     /// The chain of a verified connection, without the leaf and the root
     /// (the last certificate, which verifies itself).
@@ -125,10 +73,7 @@ impl Chain {
         });
         Chain {
             cas,
-            leaf: OnceLock::new(),
             ca_links: OnceLock::new(),
-            serial_key: OnceLock::new(),
-            fingerprint_key: OnceLock::new(),
             passed: Mutex::new(None),
         }
     }
@@ -153,60 +98,22 @@ impl Chain {
         }
     }
 
-    /// The link of `leaf`, this chain's leaf; `None` where its issuer or
-    /// serial cannot be read.
-    pub fn leaf(&self, leaf: &Identity) -> Option<&Link> {
-        try_init(&self.leaf, || Link::leaf(leaf))
-    }
-
     /// The links of the CA certificates of the verified chain, from the
     /// leaf's issuer up; or where OpenSSL kept no chain, or a CA of it
-    /// cannot be read, the ones `rebuild` makes from the leaf's link.
-    /// Made once for the connection's requests; `None` where the leaf's
-    /// link cannot be read.
-    pub fn ca_links(
-        &self,
-        leaf: &Identity,
-        rebuild: impl FnOnce(&Link) -> Vec<Link>,
-    ) -> Option<&[Link]> {
-        let leaf = self.leaf(leaf)?;
-        let links = try_init(&self.ca_links, || {
+    /// cannot be read, the ones `rebuild` makes from the leaf's link. Made
+    /// once for the connection's requests.
+    pub fn ca_links(&self, leaf: &Link, rebuild: impl FnOnce(&Link) -> Vec<Link>) -> &[Link] {
+        if self.cas.as_ref().is_some_and(Vec::is_empty) {
+            return &[]; // a leaf issued by the root itself
+        }
+        self.ca_links.get_or_init(|| {
             let cas: Option<Vec<Link>> = self
                 .cas
                 .as_ref()
-                .and_then(|cas| cas.iter().map(|ca| Link::ca(ca)).collect());
-            Some(cas.unwrap_or_else(|| rebuild(leaf)))
-        });
-        links.map(Vec::as_slice)
-    }
-
-    /// The key of `leaf`'s serial (this chain's leaf) in deny-list tables;
-    /// `None` where it cannot be read.
-    pub fn serial_key(&self, leaf: &Identity) -> Option<Key> {
-        try_init(&self.serial_key, || {
-            Some(Key::serial(leaf.serial().ok()?.as_bytes()))
+                .and_then(|cas| cas.iter().map(|ca| Link::of(ca, true)).collect());
+            cas.unwrap_or_else(|| rebuild(leaf))
         })
-        .copied()
     }
-
-    /// The key of `leaf`'s fingerprint in deny-list tables; `None` where it
-    /// cannot be read.
-    pub fn fingerprint_key(&self, leaf: &Identity) -> Option<Key> {
-        try_init(&self.fingerprint_key, || {
-            Some(Key::fingerprint(leaf.fingerprint().ok()?))
-        })
-        .copied()
-    }
-}
-
-/// The value in `cell`, made by `make` on first use; a failure is not
-/// kept, so the next use tries again.
-fn try_init<T>(cell: &OnceLock<T>, make: impl FnOnce() -> Option<T>) -> Option<&T> {
-    if let Some(value) = cell.get() {
-        return Some(value);
-    }
-    let value = make()?;
-    Some(cell.get_or_init(|| value))
 }
 
 impl ClientCert {

@@ -15,7 +15,7 @@ use ngx_http_mtls_module::identity::san::{SanRule, Sans};
 use ngx_http_mtls_module::identity::spiffe::{SpiffeId, SpiffePattern};
 use ngx_http_mtls_module::identity::{rfc3339, Identity};
 use ngx_http_mtls_module::policy::{IdentityRules, Peer, Policy, Reason};
-use ngx_http_mtls_module::revocation::issuer_key;
+use ngx_http_mtls_module::revocation::{issuer_key, Key, Link};
 
 fuzz_target!(|data: &[u8]| {
     let Ok(id) = Identity::from_der(data) else {
@@ -100,8 +100,9 @@ fuzz_target!(|data: &[u8]| {
 });
 
 /// The parts read from OpenSSL's decoding are x509-parser's reading of the
-/// whole DER certificate, where it reads one: the names (and the issuer
-/// key, a hash of the issuer's bytes), the serial, notAfter and the SANs.
+/// whole DER certificate, where it reads one: the names, the serial,
+/// notAfter and the SANs; and so are revocation's keys (the issuer's, a
+/// hash of the issuer's bytes, and the serial's).
 fn check_whole(der: &[u8], id: &Identity) {
     let Ok((_, whole)) = x509_parser::parse_x509_certificate(der) else {
         return;
@@ -109,9 +110,11 @@ fn check_whole(der: &[u8], id: &Identity) {
     assert_eq!(id.subject().ok(), Some(&Dn::from_x509(whole.subject())));
     assert_eq!(id.issuer().ok(), Some(&Dn::from_x509(whole.issuer())));
     let key = issuer_key(whole.issuer().as_raw());
-    assert_eq!(id.issuer_key().ok(), Some(&key));
     let serial = Serial::from_der_content(whole.raw_serial());
     assert_eq!(id.serial().ok(), Some(&serial));
+    let link = Link::of(id.cert(), false).expect("a link where x509-parser reads the certificate");
+    assert_eq!((link.issuer_key, &link.serial), (key, &serial));
+    assert_eq!(link.crl_key, Key::crl(&key, serial.as_bytes()));
     assert_eq!(
         id.not_after().ok(),
         Some(whole.validity().not_after.timestamp())

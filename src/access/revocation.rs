@@ -2,14 +2,13 @@
 //! lists and CRLs in effect, read from the tables in shared memory.
 
 use ngx::http::{HttpModuleLocationConf, HttpModuleMainConf, Request};
-use openssl::x509::X509;
 
 use crate::conf::{LocConf, MainConf};
 use crate::identity::Identity;
 use crate::policy::Reason;
-use crate::revocation::{issuer_key, Scope};
+use crate::revocation::{rebuild_chain, Key, Link, Scope};
 use crate::state::Shared;
-use crate::tls::{client_cert, Chain, Link};
+use crate::tls::{client_cert, Chain};
 use crate::Module;
 
 /// Passes with the time until which the result may be reused on the
@@ -62,35 +61,44 @@ fn check_sources(
         return Ok(until);
     };
     let deny_lists = lcf.policy.deny_lists.as_deref().unwrap_or_default();
-    // The leaf's keys are made only for tables that may hold them: a deny
-    // list of serials only needs no fingerprint.
+    let crls = lcf.policy.crls.as_deref();
+    if deny_lists.is_empty() && crls.is_none() {
+        return Ok(until);
+    }
+    // The leaf's keys are made for each decision, not kept: the
+    // connection's next requests reuse the decision itself (see
+    // `Chain::passed`) until a table changes.
     let unreadable = (Reason::BadCert, None);
+    let leaf = Link::of(id.cert(), false).ok_or(unreadable)?;
+    let mut serial_key = None;
     for &i in deny_lists {
         shared.with_table(i, |table| {
             let Some(t) = table else {
                 return Err((Reason::DenyListMissing, Some(i)));
             };
-            if t.holds_serials() && t.holds(chain.serial_key(id).ok_or(unreadable)?) {
+            if t.holds_serials()
+                && t.holds(*serial_key.get_or_insert_with(|| Key::serial(leaf.serial.as_bytes())))
+            {
                 return Err((Reason::Revoked, Some(i)));
             }
-            if t.holds_fingerprints() && t.holds(chain.fingerprint_key(id).ok_or(unreadable)?) {
+            // A deny list of serials only needs no fingerprint.
+            if t.holds_fingerprints()
+                && t.holds(Key::fingerprint(id.fingerprint().map_err(|_| unreadable)?))
+            {
                 return Err((Reason::Revoked, Some(i)));
             }
             Ok(())
         })?;
     }
-    let Some(crls) = lcf.policy.crls.as_deref() else {
+    let Some(crls) = crls else {
         return Ok(reusable_until(shared, deny_lists.iter(), until));
     };
-    let leaf = chain.leaf(id).ok_or((Reason::BadCert, None))?;
     let cas = if lcf.crl_chain != 0 {
-        chain
-            .ca_links(id, |leaf| rebuild_chain(leaf, &mcf.cas))
-            .ok_or((Reason::BadCert, None))?
+        chain.ca_links(&leaf, |leaf| rebuild_chain(leaf, &mcf.cas))
     } else {
         &[]
     };
-    for link in std::iter::once(leaf).chain(cas) {
+    for link in std::iter::once(&leaf).chain(cas) {
         let mut covered = None;
         for &i in crls {
             let verdict = shared.with_table(i, |table| {
@@ -106,7 +114,7 @@ fn check_sources(
                 let fresh_until = info.next_update.saturating_add(lcf.crl_grace);
                 Some(if now > fresh_until {
                     Err((Reason::CrlStale, Some(i)))
-                } else if table.as_ref()?.holds(link.crl_key()) {
+                } else if table.as_ref()?.holds(link.crl_key) {
                     Err((Reason::Revoked, Some(i)))
                 } else {
                     Ok(fresh_until)
@@ -141,37 +149,4 @@ fn reusable_until<'a>(
     } else {
         i64::MIN
     }
-}
-
-/// The CA links of a resumed session's chain, where OpenSSL kept none:
-/// each issuer found among the configured CA certificates, from the leaf's
-/// up to a self-issued root. An issuer that is not found ends the chain
-/// there; its certificate then goes unchecked only if it is not among the
-/// CAs at all, which a verified chain rules out for
-/// `ssl_client_certificate` setups.
-fn rebuild_chain(leaf: &Link, cas: &[X509]) -> Vec<Link> {
-    let mut issuer = leaf.issuer_key;
-    let mut links = Vec::new();
-    while links.len() < 15 {
-        let Some(ca) = cas.iter().find(|ca| {
-            ca.subject_name()
-                .to_der()
-                .is_ok_and(|der| issuer_key(&der) == issuer)
-        }) else {
-            break;
-        };
-        let Ok(ca_issuer) = ca.issuer_name().to_der() else {
-            break;
-        };
-        let ca_issuer = issuer_key(&ca_issuer);
-        if ca_issuer == issuer {
-            break; // self-issued: the root, which nothing revokes
-        }
-        let Some(link) = Link::ca(ca) else {
-            break;
-        };
-        links.push(link);
-        issuer = ca_issuer;
-    }
-    links
 }

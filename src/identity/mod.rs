@@ -2,12 +2,13 @@
 //! client certificate, read once per TLS connection, part by part.
 //!
 //! Each part is read on first use, from the certificate OpenSSL decoded in
-//! the handshake (see [`x509`]): a CRL needs the issuer key and the serial,
-//! a CN rule the CN, a DN rule the subject, a SPIFFE rule the
-//! subjectAltName and, for an SVID, basicConstraints and keyUsage. Nothing
-//! else of the certificate is read, so what a location does not ask about
-//! costs nothing, and a part the module cannot read fails only what needs
-//! it.
+//! the handshake (see [`x509`]): a CN rule needs the CN, a DN rule the
+//! subject, a SPIFFE rule the subjectAltName and, for an SVID,
+//! basicConstraints and keyUsage. Nothing else of the certificate is read,
+//! so what a location does not ask about costs nothing, and a part the
+//! module cannot read fails only what needs it. Revocation reads its keys
+//! (issuer and serial) from the certificate itself: see
+//! [`crate::tls::Link`].
 
 pub mod der;
 pub mod dn;
@@ -23,7 +24,6 @@ use x509_parser::extensions::{BasicConstraints, KeyUsage, SubjectAlternativeName
 use x509_parser::prelude::{FromDer, X509Error};
 
 use crate::hex::{Fingerprint, Serial};
-use crate::revocation::IssuerKey;
 use dn::Dn;
 use san::Sans;
 use spiffe::SpiffeId;
@@ -53,8 +53,6 @@ pub struct Identity {
     /// The CN when there is exactly one and it is a string.
     cn: Cell<Option<String>>,
     issuer: Cell<Dn>,
-    /// SHA-256 of the issuer Name's DER, the key of its CRL.
-    issuer_key: Cell<IssuerKey>,
     serial: Cell<Serial>,
     /// SHA-256 of the certificate's DER encoding.
     fingerprint: Cell<Fingerprint>,
@@ -82,7 +80,6 @@ impl Identity {
             subject: OnceLock::new(),
             cn: OnceLock::new(),
             issuer: OnceLock::new(),
-            issuer_key: OnceLock::new(),
             serial: OnceLock::new(),
             fingerprint: OnceLock::new(),
             sans: OnceLock::new(),
@@ -96,6 +93,12 @@ impl Identity {
     pub fn from_der(der: impl AsRef<[u8]>) -> Result<Identity, IdentityError> {
         let cert = X509::from_der(der.as_ref()).map_err(|e| IdentityError::Parse(e.to_string()))?;
         Ok(Identity::new(cert))
+    }
+
+    /// The certificate itself, for what is not a part of the identity:
+    /// revocation's keys (see [`crate::tls::Link`]).
+    pub fn cert(&self) -> &X509Ref {
+        &self.cert
     }
 
     pub fn subject(&self) -> Part<'_, &Dn> {
@@ -122,15 +125,6 @@ impl Identity {
         part(&self.issuer, || {
             x509::name_der(self.cert.issuer_name())
                 .and_then(Dn::from_der)
-                .ok_or(IdentityError::Invalid("issuer"))
-        })
-    }
-
-    /// The key of the issuer's CRL: a hash of the issuer Name's own bytes.
-    pub fn issuer_key(&self) -> Part<'_, &IssuerKey> {
-        part(&self.issuer_key, || {
-            x509::name_der(self.cert.issuer_name())
-                .map(crate::revocation::issuer_key)
                 .ok_or(IdentityError::Invalid("issuer"))
         })
     }
@@ -189,7 +183,6 @@ impl Identity {
         failed(&self.subject)
             .or_else(|| failed(&self.cn))
             .or_else(|| failed(&self.issuer))
-            .or_else(|| failed(&self.issuer_key))
             .or_else(|| failed(&self.serial))
             .or_else(|| failed(&self.fingerprint))
             .or_else(|| failed(&self.sans))
@@ -205,7 +198,6 @@ impl Identity {
             ("subject", self.subject.get().is_some()),
             ("cn", self.cn.get().is_some()),
             ("issuer", self.issuer.get().is_some()),
-            ("issuer_key", self.issuer_key.get().is_some()),
             ("serial", self.serial.get().is_some()),
             ("fingerprint", self.fingerprint.get().is_some()),
             ("sans", self.sans.get().is_some()),
@@ -291,7 +283,6 @@ mod tests {
     use super::{rfc3339, unix_time, Identity, IdentityError};
     use crate::hex::Serial;
     use crate::identity::dn::Dn;
-    use crate::revocation::issuer_key;
     use openssl::asn1::{Asn1Integer, Asn1Object, Asn1OctetString, Asn1Time, Asn1TimeRef};
     use openssl::bn::{BigNum, BigNumRef};
     use openssl::ec::{EcGroup, EcKey};
@@ -396,8 +387,8 @@ mod tests {
             assert_eq!(id.not_after(), Ok(not_after), "{at}");
             assert_eq!(id.subject(), Ok(&Dn::from_x509(whole.subject())), "{at}");
             assert_eq!(id.issuer(), Ok(&Dn::from_x509(whole.issuer())), "{at}");
-            let key = issuer_key(whole.issuer().as_raw());
-            assert_eq!(id.issuer_key(), Ok(&key), "{at}");
+            let issuer = super::x509::name_der(id.cert().issuer_name());
+            assert_eq!(issuer, Some(whole.issuer().as_raw()), "{at}");
             let fingerprint = crate::hex::sha256(&der);
             assert_eq!(id.fingerprint(), Ok(&fingerprint), "{at}");
         }
@@ -408,9 +399,10 @@ mod tests {
             &Asn1Time::days_from_now(1).unwrap(),
             &[],
         );
+        let id = Identity::from_der(&der).unwrap();
         assert_eq!(
-            Identity::from_der(&der).unwrap().issuer_key(),
-            Ok(&issuer_key(name_der))
+            super::x509::name_der(id.cert().issuer_name()),
+            Some(&name_der[..])
         );
         assert_eq!(
             Identity::from_der(&der)
@@ -488,18 +480,14 @@ mod tests {
         assert_eq!(id.cn(), Ok(Some("x")));
         assert_eq!(id.parts_read(), ["cn"]);
         id.serial().unwrap();
-        id.issuer_key().unwrap();
-        assert_eq!(id.parts_read(), ["cn", "issuer_key", "serial"]);
+        assert_eq!(id.parts_read(), ["cn", "serial"]);
         id.spiffe_id().unwrap();
-        assert_eq!(
-            id.parts_read(),
-            ["cn", "issuer_key", "serial", "sans", "spiffe_id"]
-        );
+        assert_eq!(id.parts_read(), ["cn", "serial", "sans", "spiffe_id"]);
         id.subject().unwrap();
         id.issuer().unwrap();
         id.fingerprint().unwrap();
         id.not_after().unwrap();
-        assert_eq!(id.parts_read().len(), 9);
+        assert_eq!(id.parts_read().len(), 8);
         assert_eq!(id.problem(), None);
     }
 

@@ -31,6 +31,15 @@ impl TestCa {
 
     /// A CA whose keyUsage has `cRLSign` only if `crl_sign`.
     pub fn with_key_usage(cn: &str, crl_sign: bool) -> TestCa {
+        TestCa::build(cn, crl_sign, None, 1)
+    }
+
+    /// A CA `CN=<cn>` issued by this one, with this serial.
+    pub fn intermediate(&self, cn: &str, serial: u32) -> TestCa {
+        TestCa::build(cn, true, Some(self), serial)
+    }
+
+    fn build(cn: &str, crl_sign: bool, issuer: Option<&TestCa>, serial: u32) -> TestCa {
         let group = EcGroup::from_curve_name(Nid::X9_62_PRIME256V1).unwrap();
         let key = PKey::from_ec_key(EcKey::generate(&group).unwrap()).unwrap();
         let mut name = X509Name::builder().unwrap();
@@ -38,10 +47,11 @@ impl TestCa {
         let name = name.build();
         let mut cert = X509::builder().unwrap();
         cert.set_version(2).unwrap();
-        let serial = BigNum::from_u32(1).unwrap().to_asn1_integer().unwrap();
+        let serial = BigNum::from_u32(serial).unwrap().to_asn1_integer().unwrap();
         cert.set_serial_number(&serial).unwrap();
         cert.set_subject_name(&name).unwrap();
-        cert.set_issuer_name(&name).unwrap();
+        cert.set_issuer_name(issuer.map_or(&*name, |ca| ca.cert.subject_name()))
+            .unwrap();
         cert.set_pubkey(&key).unwrap();
         cert.set_not_before(&Asn1Time::days_from_now(0).unwrap())
             .unwrap();
@@ -55,7 +65,8 @@ impl TestCa {
             usage.crl_sign();
         }
         cert.append_extension(usage.build().unwrap()).unwrap();
-        cert.sign(&key, MessageDigest::sha256()).unwrap();
+        cert.sign(issuer.map_or(&key, |ca| &ca.key), MessageDigest::sha256())
+            .unwrap();
         TestCa {
             cert: cert.build(),
             key,

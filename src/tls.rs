@@ -41,6 +41,9 @@ pub struct Chain {
     /// root. `None` where OpenSSL kept no chain (a resumed TLS session):
     /// then it is rebuilt from the configured CA certificates.
     cas: Option<Vec<X509>>,
+    /// The leaf's link, made on first use: `None` where its issuer or
+    /// serial cannot be read.
+    leaf: OnceLock<Option<Link>>,
     /// The links of the CA certificates, made on first use: only where
     /// CRLs are checked for the whole chain.
     ca_links: OnceLock<Vec<Link>>,
@@ -73,6 +76,7 @@ impl Chain {
         });
         Chain {
             cas,
+            leaf: OnceLock::new(),
             ca_links: OnceLock::new(),
             passed: Mutex::new(None),
         }
@@ -96,6 +100,12 @@ impl Chain {
                 until,
             });
         }
+    }
+
+    /// The link of `leaf`, this chain's leaf certificate, kept for the
+    /// connection's requests; `None` where it cannot be read.
+    pub fn leaf(&self, leaf: &X509Ref) -> Option<&Link> {
+        self.leaf.get_or_init(|| Link::of(leaf, false)).as_ref()
     }
 
     /// The links of the CA certificates of the verified chain, from the

@@ -6,7 +6,7 @@ use ngx::http::{HttpModuleLocationConf, HttpModuleMainConf, Request};
 use crate::conf::{LocConf, MainConf};
 use crate::identity::Identity;
 use crate::policy::Reason;
-use crate::revocation::{rebuild_chain, Key, Link, Scope};
+use crate::revocation::{rebuild_chain, Key, Scope};
 use crate::state::Shared;
 use crate::tls::{client_cert, Chain};
 use crate::Module;
@@ -65,11 +65,10 @@ fn check_sources(
     if deny_lists.is_empty() && crls.is_none() {
         return Ok(until);
     }
-    // The leaf's keys are made for each decision, not kept: the
-    // connection's next requests reuse the decision itself (see
-    // `Chain::passed`) until a table changes.
     let unreadable = (Reason::BadCert, None);
-    let leaf = Link::of(id.cert(), false).ok_or(unreadable)?;
+    let leaf = chain.leaf(id.cert()).ok_or(unreadable)?;
+    // The serial's key in deny lists: one hash, made for each decision
+    // that looks at a deny list of serials.
     let mut serial_key = None;
     for &i in deny_lists {
         shared.with_table(i, |table| {
@@ -94,11 +93,11 @@ fn check_sources(
         return Ok(reusable_until(shared, deny_lists.iter(), until));
     };
     let cas = if lcf.crl_chain != 0 {
-        chain.ca_links(&leaf, |leaf| rebuild_chain(leaf, &mcf.cas))
+        chain.ca_links(leaf, |leaf| rebuild_chain(leaf, &mcf.cas))
     } else {
         &[]
     };
-    for link in std::iter::once(&leaf).chain(cas) {
+    for link in std::iter::once(leaf).chain(cas) {
         let mut covered = None;
         for &i in crls {
             let verdict = shared.with_table(i, |table| {

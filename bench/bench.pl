@@ -32,8 +32,8 @@ my $module = "$top/target/release/libngx_http_mtls_module.so";
 
 my %o = (
 	oha => 'oha',
-	rounds => 7,
-	duration => 3,
+	rounds => 15,
+	duration => 2,
 	connections => 32,
 	reload_seconds => 10,
 	reload_rounds => 3,

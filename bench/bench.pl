@@ -41,19 +41,27 @@ my %o = (
 	memory_rounds => 3,
 	nginx_cpus => '1',
 	load_cpus => '0',
-	out => "$top/bench/RESULTS.md",
+	out => '',
 	only => '',
+	shapes => 'keepalive,handshake',
 );
+# The options as given, for the results' header (without the load
+# generator's path, which scripts/bench passes).
+my @given = grep { $_ ne '' } split / /,
+	join(' ', @ARGV) =~ s/--oha[= ]\S+//r;
 Getopt::Long::GetOptions(\%o, 'oha=s', 'rounds=i', 'duration=f',
 	'connections=i', 'reload_seconds|reload-seconds=i',
 	'reload_rounds|reload-rounds=i', 'reload_rate|reload-rate=i',
 	'memory_rounds|memory-rounds=i', 'nginx_cpus|nginx-cpus=s',
-	'load_cpus|load-cpus=s', 'out=s', 'only=s', 'keep', 'quick')
+	'load_cpus|load-cpus=s', 'out=s', 'only=s', 'shapes=s', 'keep', 'quick')
 	or die "bench: bad options (see scripts/bench --help)\n";
 if ($o{quick}) {
 	@o{qw(rounds duration reload_seconds reload_rounds memory_rounds)}
 		= (2, 2, 4, 1, 1);
 }
+# A run of some configurations or shapes does not replace the full results.
+$o{out} ||= ($o{only} || $o{shapes} ne 'keepalive,handshake')
+	? "$top/bench/RESULTS-partial.md" : "$top/bench/RESULTS.md";
 my %only = map { $_ => 1 } split /,/, $o{only};
 sub want { !%only || $only{$_[0]} }
 
@@ -145,6 +153,12 @@ my %configs = (
 	baseline => {
 		label => '1. plain nginx, no module',
 	},
+	# Only with --only: what loading the module costs where it is off.
+	loaded => {
+		label => '1b. module loaded, mtls off',
+		module => 1,
+		extra => 1,
+	},
 	'map-1' => {
 		label => '2a. map/if, 1 regex',
 		http => "include $w/map-1.conf;",
@@ -182,8 +196,8 @@ my %configs = (
 		crl => 1,
 	},
 );
-my @throughput = grep { want($_) }
-	qw(baseline map-1 map-10k mtls-on names revocation);
+my @throughput = grep { want($_) && !($configs{$_}{extra} && !$only{$_}) }
+	qw(baseline loaded map-1 map-10k mtls-on names revocation);
 
 # pcre_jit gives the regexes their best chance.
 sub nginx_conf {
@@ -287,12 +301,23 @@ sub start {
 		worker => $worker };
 }
 
+my @incidents;    # error log lines at crit and above, from every server
+
+# Stops nginx $pid (or a start() result), keeping its error log's lines at
+# crit and above: a worker that crashed and was replaced mid-run shows as
+# "exited on signal".
 sub stop {
 	my ($pid) = @_;
 	$pid = $pid->{pid} if ref $pid;
-	return unless delete $running{$pid};
+	my $name = delete $running{$pid} or return;
 	kill 'TERM', $pid;
 	waitpid($pid, 0);
+	open my $fh, '<', "$w/run-$name/error.log" or return;
+	for (grep { /\[(crit|alert|emerg)\]/ } <$fh>) {
+		chomp;
+		say_("$name: $_");
+		push @incidents, "$name: $_";
+	}
 }
 
 # The status code for a GET as $who (curl: a client independent of oha).
@@ -335,8 +360,8 @@ sub cpu_ns {
 }
 
 # One oha run against nginx $n; returns requests per second, latencies
-# (ms), failures (errors and any status but 200) and the worker's CPU time
-# per request (us).
+# (ms), failures (errors and any status but 200, with their kinds) and the
+# worker's CPU time per response (us).
 sub oha {
 	my ($n, %a) = @_;
 	my $port = $n->{port};
@@ -358,20 +383,33 @@ sub oha {
 	$errors += $_ for values %{$j->{errorDistribution} // {}};
 	my $ok = $codes->{200} // 0;
 	my $bad = $errors;
-	$bad += $codes->{$_} for grep { $_ ne '200' } keys %$codes;
+	my %kinds = %{$j->{errorDistribution} // {}};
+	for (grep { $_ ne '200' } keys %$codes) {
+		$bad += $codes->{$_};
+		$kinds{"status $_"} = $codes->{$_};
+	}
 	my $pct = $j->{latencyPercentiles} // {};
-	my $requests = $errors;
-	$requests += $_ for values %$codes;
+	# Per response: a connection that failed (say, no local port free)
+	# may never have reached nginx, and would dilute its cost.
+	my $responses = 0;
+	$responses += $_ for values %$codes;
 	return {
 		rps => $j->{summary}{requestsPerSec},
-		cpu => $requests ? $cpu / 1000 / $requests : 0,
+		cpu => $responses ? $cpu / 1000 / $responses : 0,
 		ok => $ok,
 		failed => $bad,
-		errors => $j->{errorDistribution} // {},
+		errors => \%kinds,
 		p50 => ($pct->{p50} // 0) * 1000,
 		p99 => ($pct->{p99} // 0) * 1000,
 		max => ($j->{summary}{slowest} // 0) * 1000,
 	};
+}
+
+# A result's failures by kind, as "N kind; ...".
+sub kinds {
+	my ($r) = @_;
+	my $e = $r->{errors};
+	return join('; ', map { "$e->{$_} $_" } sort keys %$e);
 }
 
 sub median {
@@ -405,10 +443,13 @@ sub mmm {
 # Throughput: keep-alive and a handshake per request, interleaved
 
 my %tp;    # shape => name => [ result per round ]
-my @shapes = (
+my %shape = map { $_ => 1 } split /,/, $o{shapes};
+my @shapes = grep { $shape{$_->[0]} } (
 	[ 'keepalive', 'keep-alive', 0 ],
 	[ 'handshake', 'new TLS handshake per request', 1 ],
 );
+die "bench: --shapes takes keepalive and handshake\n"
+	unless @shapes == keys %shape;
 # Each round starts every server afresh: two nginx instances of one build
 # can differ by several microseconds per handshake for the whole of their
 # life (where the heap, the libraries and the tables land in memory), so
@@ -434,7 +475,7 @@ if (@throughput) {
 				push @{$tp{$shape}{$name}}, $r;
 				say_(sprintf('round %d %-9s %-10s %8.0f req/s %7.1f us/req%s',
 					$round, $shape, $name, $r->{rps}, $r->{cpu},
-					$r->{failed} ? " FAILED $r->{failed}" : ''));
+					$r->{failed} ? " FAILED $r->{failed}: " . kinds($r) : ''));
 			}
 		}
 		stop($n{$_}) for @order;
@@ -488,8 +529,9 @@ if (want('reload')) {
 			$r->{revoked_ok} = get($n->{port}, 'revoked') eq '403';
 			push @{$reload{$mode}}, $r;
 			say_(sprintf('reload round %d %-7s p50 %.2f p99 %.2f max %.2f ms,'
-				. ' %d failed, %d reloads', $round, $mode, @$r{qw(p50 p99 max)},
-				$r->{failed}, $r->{reloads}));
+				. ' %d failed%s, %d reloads', $round, $mode, @$r{qw(p50 p99 max)},
+				$r->{failed}, $r->{failed} ? ' (' . kinds($r) . ')' : '',
+				$r->{reloads}));
 			stop($n);
 		}
 	}
@@ -568,7 +610,7 @@ sub f3 { sprintf('%.3f', $_[0]) }
 my $finished = time();
 my @md;
 push @md, '# Benchmark results', '',
-	'Written by `scripts/bench' . ($o{quick} ? ' --quick' : '')
+	'Written by `' . join(' ', 'scripts/bench', @given)
 	. '` (bench/bench.pl); do not edit by hand: '
 	. 'bench/NOTES.md is copied in at the end.', '';
 
@@ -592,7 +634,10 @@ push @md, '## Machine and versions', '',
 	"- nginx: 1 worker pinned to CPU $o{nginx_cpus} (taskset); oha pinned to"
 	. " CPU $o{load_cpus}; HTTP/1.1 over TLS 1.3, ECDSA P-256 certificates,"
 	. ' a 25-byte static file; other jobs share the machine',
-	'';
+	'- error logs of all the servers started: '
+	. (@incidents ? 'lines at crit or above:'
+		: 'no line at crit or above (no worker crashed)'),
+	(map { "  - `$_`" } @incidents), '';
 
 if (%tp) {
 	push @md, '## Throughput', '',
@@ -644,6 +689,17 @@ if (%tp) {
 					ratio($a, $b, 'rps'), ratio($b, $a, 'cpu'));
 			}
 		}
+		my @failures = map {
+			my $name = $_;
+			my $rs = $tp{$shape}{$name};
+			map { $rs->[$_]{failed}
+				? sprintf('- %s, round %d: %s', $configs{$name}{label}, $_ + 1,
+					kinds($rs->[$_]))
+				: () } 0 .. $#$rs;
+		} @throughput;
+		push @md, '', 'Failed requests (the round\'s CPU time is per'
+			. ' response, so that failures that never reached nginx do not'
+			. ' lower it):', '', @failures if @failures;
 		if ($base) {
 			my @b = mmm(map { $_->{rps} } @$base);
 			my @c = mmm(map { $_->{cpu} } @$base);
@@ -679,6 +735,9 @@ if (%reload) {
 			join(', ', map { $_->{number} // '?' } @$rs));
 	}
 	my @errors = grep { defined } map { $_->{last_error} } @{$reload{rewrite}};
+	my @failures = map { my $mode = $_; map { $reload{$mode}[$_]{failed}
+			? "$mode, round " . ($_ + 1) . ': ' . kinds($reload{$mode}[$_])
+			: () } 0 .. $#{$reload{$mode}} } qw(still rewrite);
 	my @d = map { $reload{rewrite}[$_]{max} - $reload{still}[$_]{max} }
 		0 .. $#{$reload{rewrite}};
 	push @md, '', sprintf('Max latency with rewrites minus without, within'
@@ -686,6 +745,7 @@ if (%reload) {
 		'Every run ended with the revoked certificate denied: '
 		. ((grep { !$_->{revoked_ok} } map { @$_ } values %reload)
 			? 'NO' : 'yes') . '.',
+		(@failures ? ('Failed requests: ' . join('; ', @failures) . '.') : ()),
 		(@errors ? ('Errors reported by mtls_status: ' . join('; ', @errors)
 			. '.') : 'mtls_status reported no load error.'),
 		'A file replaced while the previous one is still being read is'

@@ -412,6 +412,13 @@ sub kinds {
 	return join('; ', map { "$e->{$_} $_" } sort keys %$e);
 }
 
+# The rounds of $rs that failed requests, as "$label, round N: kinds".
+sub failures {
+	my ($label, $rs) = @_;
+	return map { $rs->[$_]{failed}
+		? "$label, round " . ($_ + 1) . ': ' . kinds($rs->[$_]) : () } 0 .. $#$rs;
+}
+
 sub median {
 	my @s = sort { $a <=> $b } @_;
 	return undef unless @s;
@@ -689,14 +696,8 @@ if (%tp) {
 					ratio($a, $b, 'rps'), ratio($b, $a, 'cpu'));
 			}
 		}
-		my @failures = map {
-			my $name = $_;
-			my $rs = $tp{$shape}{$name};
-			map { $rs->[$_]{failed}
-				? sprintf('- %s, round %d: %s', $configs{$name}{label}, $_ + 1,
-					kinds($rs->[$_]))
-				: () } 0 .. $#$rs;
-		} @throughput;
+		my @failures = map { "- $_" }
+			map { failures($configs{$_}{label}, $tp{$shape}{$_}) } @throughput;
 		push @md, '', 'Failed requests (the round\'s CPU time is per'
 			. ' response, so that failures that never reached nginx do not'
 			. ' lower it):', '', @failures if @failures;
@@ -735,9 +736,7 @@ if (%reload) {
 			join(', ', map { $_->{number} // '?' } @$rs));
 	}
 	my @errors = grep { defined } map { $_->{last_error} } @{$reload{rewrite}};
-	my @failures = map { my $mode = $_; map { $reload{$mode}[$_]{failed}
-			? "$mode, round " . ($_ + 1) . ': ' . kinds($reload{$mode}[$_])
-			: () } 0 .. $#{$reload{$mode}} } qw(still rewrite);
+	my @failures = map { failures($_, $reload{$_}) } qw(still rewrite);
 	my @d = map { $reload{rewrite}[$_]{max} - $reload{still}[$_]{max} }
 		0 .. $#{$reload{rewrite}};
 	push @md, '', sprintf('Max latency with rewrites minus without, within'

@@ -1231,9 +1231,22 @@ sub loaders {
 	return @found;
 }
 
-# the worker processes of the master of a test, not shutting down
+# the worker processes of the master of a test, not shutting down; once
+# as many as its nginx.conf's worker_processes have their title (a worker
+# has its master's title until it sets its own, which a busy machine may
+# delay after $t->run() or $t->reload() return), or after 5 seconds
 
 sub workers {
+	my ($t) = @_;
+	defined master_pid($t) or return ();
+	my ($want) = $t->read_file('nginx.conf') =~ /^\s*worker_processes\s+(\d+)\s*;/m;
+	my @w;
+
+	wait_for(sub { @w = worker_pids($t); @w >= ($want // 1) });
+	return @w;
+}
+
+sub worker_pids {
 	my ($t) = @_;
 	my $master = master_pid($t) // return ();
 	my @w;

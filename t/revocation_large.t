@@ -159,7 +159,7 @@ is(outcome($alice->get('/')), '200 allow', 'alice still allowed');
 # parsing takes a few hundred megabytes for a moment; the loader gives them
 # back, and the table itself is in shared memory.  The status says "not
 # loading" once the table is published, while the loader may still be giving
-# memory back; it says "reloaded" only after that.
+# memory back; it logs "reloaded" only after that.
 
 my $entries = $count + 1;
 like(Mtls::wait_log($t, 0, qr/reloaded .*big\.crl", $entries /),

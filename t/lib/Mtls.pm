@@ -1246,6 +1246,8 @@ sub workers {
 	return @w;
 }
 
+# the same, as they are now
+
 sub worker_pids {
 	my ($t) = @_;
 	my $master = master_pid($t) // return ();

@@ -701,7 +701,8 @@ if (%tp) {
 			push @md, '', sprintf('Noise: the baseline\'s throughput varied'
 				. ' by %.1f%% (max-min over median) across the rounds, its CPU'
 				. ' time per request by %.1f%%.',
-				100 * ($b[2] - $b[0]) / $b[1], 100 * ($c[2] - $c[0]) / $c[1]);
+				map { $_->[1] ? 100 * ($_->[2] - $_->[0]) / $_->[1] : 0 }
+					\@b, \@c);
 		}
 		push @md, '';
 	}

@@ -155,16 +155,35 @@ pub fn parse_fingerprint(text: &str) -> Result<Fingerprint, HexError> {
 
 /// Lower-case hex without separators.
 pub fn lower_hex(bytes: &[u8]) -> String {
-    use fmt::Write;
-    bytes
-        .iter()
-        .fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
-            let _ = write!(s, "{b:02x}");
-            s
-        })
+    encode(bytes, b"0123456789abcdef")
 }
 
-fn nibble(b: u8) -> Option<u8> {
+/// Upper-case hex without separators, as OpenSSL prints DER values.
+pub fn upper_hex(bytes: &[u8]) -> String {
+    encode(bytes, b"0123456789ABCDEF")
+}
+
+fn encode(bytes: &[u8], digits: &[u8; 16]) -> String {
+    bytes
+        .iter()
+        .flat_map(|b| [digits[usize::from(b >> 4)], digits[usize::from(b & 0xf)]])
+        .map(char::from)
+        .collect()
+}
+
+/// The bytes of an even number of hex digits, in either case.
+pub fn decode(hex: &str) -> Option<Vec<u8>> {
+    if hex.len() % 2 != 0 {
+        return None;
+    }
+    hex.as_bytes()
+        .chunks_exact(2)
+        .map(|pair| Some(nibble(pair[0])? << 4 | nibble(pair[1])?))
+        .collect()
+}
+
+/// The value of one hex digit.
+pub fn nibble(b: u8) -> Option<u8> {
     (b as char).to_digit(16).map(|d| d as u8)
 }
 
@@ -228,6 +247,7 @@ mod tests {
         let colons = vec!["ab"; 32].join(":");
         assert_eq!(parse_fingerprint(&format!("SHA256:{colons}")).unwrap(), fp);
         assert_eq!(lower_hex(&fp), "ab".repeat(32));
+        assert_eq!(upper_hex(&fp), "AB".repeat(32));
         for bad in [
             "sha256:abc",
             "md5:00",

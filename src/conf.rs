@@ -17,9 +17,10 @@ use std::path::PathBuf;
 
 use openssl::x509::X509;
 
-use crate::hex::{parse_fingerprint, Serial};
 use crate::identity::dn::Dn;
+use crate::identity::fingerprint::parse_fingerprint;
 use crate::identity::san::SanRule;
+use crate::identity::serial::Serial;
 use crate::identity::spiffe::SpiffePattern;
 use crate::loader::{FileId, Loaded, Source};
 use crate::policy::{IdentityRules, Policy};

@@ -8,10 +8,11 @@ use std::collections::{BTreeSet, HashSet};
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use crate::hex::{Fingerprint, Serial};
 use crate::identity::dn::Dn;
+use crate::identity::fingerprint::Fingerprint;
 use crate::identity::san::Sans;
 use crate::identity::san::{self, SanRule};
+use crate::identity::serial::Serial;
 use crate::identity::spiffe::{SpiffeId, SpiffePattern};
 use crate::identity::{Identity, IdentityError};
 

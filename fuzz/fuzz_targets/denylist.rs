@@ -4,7 +4,8 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use ngx_http_mtls_module::hex::{parse_fingerprint, Serial};
+use ngx_http_mtls_module::identity::fingerprint::parse_fingerprint;
+use ngx_http_mtls_module::identity::serial::Serial;
 use ngx_http_mtls_module::revocation::{denylist, Kind, Table};
 
 fuzz_target!(|data: &[u8]| {

@@ -9,9 +9,11 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use ngx_http_mtls_module::hex::{lower_hex, parse_fingerprint, Serial};
+use ngx_http_mtls_module::hex::lower_hex;
 use ngx_http_mtls_module::identity::dn::Dn;
+use ngx_http_mtls_module::identity::fingerprint::parse_fingerprint;
 use ngx_http_mtls_module::identity::san::{SanRule, Sans};
+use ngx_http_mtls_module::identity::serial::Serial;
 use ngx_http_mtls_module::identity::spiffe::{SpiffeId, SpiffePattern};
 use ngx_http_mtls_module::identity::{rfc3339, Identity};
 use ngx_http_mtls_module::policy::{IdentityRules, Peer, Policy, Reason};

@@ -6,7 +6,9 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use ngx_http_mtls_module::hex::{lower_hex, parse_fingerprint, Serial};
+use ngx_http_mtls_module::hex::lower_hex;
+use ngx_http_mtls_module::identity::fingerprint::parse_fingerprint;
+use ngx_http_mtls_module::identity::serial::Serial;
 
 fuzz_target!(|data: &[u8]| {
     let Ok(text) = std::str::from_utf8(data) else {

@@ -12,7 +12,9 @@
 
 pub mod der;
 pub mod dn;
+pub mod fingerprint;
 pub mod san;
+pub mod serial;
 pub mod spiffe;
 pub mod x509;
 
@@ -23,9 +25,10 @@ use openssl::x509::{X509Ref, X509};
 use x509_parser::extensions::{BasicConstraints, KeyUsage, SubjectAlternativeName};
 use x509_parser::prelude::{FromDer, X509Error};
 
-use crate::hex::{Fingerprint, Serial};
 use dn::Dn;
+use fingerprint::Fingerprint;
 use san::Sans;
+use serial::Serial;
 use spiffe::SpiffeId;
 
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -140,7 +143,7 @@ impl Identity {
         part(&self.fingerprint, || {
             self.cert
                 .to_der()
-                .map(|der| crate::hex::sha256(&der))
+                .map(|der| fingerprint::sha256(&der))
                 .map_err(|e| IdentityError::Parse(e.to_string()))
         })
     }
@@ -281,8 +284,8 @@ fn svid_id(cert: &X509Ref, sans: &Sans) -> Result<Option<SpiffeId>, IdentityErro
 #[cfg(test)]
 mod tests {
     use super::{rfc3339, unix_time, Identity, IdentityError};
-    use crate::hex::Serial;
     use crate::identity::dn::Dn;
+    use crate::identity::serial::Serial;
     use openssl::asn1::{Asn1Integer, Asn1Object, Asn1OctetString, Asn1Time, Asn1TimeRef};
     use openssl::bn::{BigNum, BigNumRef};
     use openssl::ec::{EcGroup, EcKey};
@@ -389,7 +392,7 @@ mod tests {
             assert_eq!(id.issuer(), Ok(&Dn::from_x509(whole.issuer())), "{at}");
             let issuer = super::x509::name_der(id.cert().issuer_name());
             assert_eq!(issuer, Some(whole.issuer().as_raw()), "{at}");
-            let fingerprint = crate::hex::sha256(&der);
+            let fingerprint = super::fingerprint::sha256(&der);
             assert_eq!(id.fingerprint(), Ok(&fingerprint), "{at}");
         }
         // The odd name's bytes are the certificate's, not OpenSSL's.

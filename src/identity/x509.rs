@@ -19,7 +19,7 @@ use openssl::nid::Nid;
 use openssl::x509::{X509NameRef, X509Ref};
 use openssl_sys::{ASN1_STRING_get0_data, ASN1_STRING_length, ASN1_STRING_type, ASN1_STRING};
 
-use crate::hex::Serial;
+use crate::identity::serial::Serial;
 
 extern "C" {
     // Not in openssl-sys; all three are in OpenSSL since 1.1.1.
@@ -174,7 +174,7 @@ mod tests {
     use openssl::bn::BigNum;
 
     use super::integer_serial;
-    use crate::hex::Serial;
+    use crate::identity::serial::Serial;
 
     extern "C" {
         fn i2d_ASN1_INTEGER(a: *const openssl_sys::ASN1_INTEGER, out: *mut *mut u8) -> c_int;

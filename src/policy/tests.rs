@@ -21,9 +21,11 @@ use openssl::x509::extension::{BasicConstraints, KeyUsage, SubjectAlternativeNam
 use openssl::x509::{X509Extension, X509Name, X509};
 
 use super::{IdentityRules, Peer, Policy, Reason, Unread};
-use crate::hex::{lower_hex, parse_fingerprint, Serial};
+use crate::hex::lower_hex;
 use crate::identity::dn::Dn;
+use crate::identity::fingerprint::parse_fingerprint;
 use crate::identity::san::SanRule;
+use crate::identity::serial::Serial;
 use crate::identity::spiffe::{SpiffeId, SpiffePattern};
 use crate::identity::Identity;
 

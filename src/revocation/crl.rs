@@ -129,7 +129,7 @@ impl LoadedCrls {
 /// when loading, a certificate's issuer (`X509Certificate::issuer().as_raw()`)
 /// when looking up.
 pub fn issuer_key(name_der: &[u8]) -> IssuerKey {
-    crate::hex::sha256(name_der)
+    crate::identity::fingerprint::sha256(name_der)
 }
 
 /// Rejects a CRL that is older than the one in force for the same issuer:
@@ -581,7 +581,7 @@ mod tests {
             let key = issuer_key(cert.issuer().as_raw());
             assert!(table.issuer(&key).is_some());
             assert_eq!(table.is_revoked(&key, cert.raw_serial()), want);
-            let serial = crate::hex::Serial::from_der_content(cert.raw_serial());
+            let serial = crate::identity::serial::Serial::from_der_content(cert.raw_serial());
             assert_eq!(table.is_revoked(&key, serial.as_bytes()), want);
         }
     }

@@ -24,7 +24,8 @@
 use std::path::Path;
 
 use super::table::{Kind, TableBuilder, TableError};
-use crate::hex::{parse_fingerprint, Serial};
+use crate::identity::fingerprint::parse_fingerprint;
+use crate::identity::serial::Serial;
 
 #[derive(Debug, thiserror::Error)]
 pub enum DenyListError {

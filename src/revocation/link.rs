@@ -4,7 +4,7 @@
 use openssl::x509::{X509Ref, X509};
 
 use super::{issuer_key, IssuerKey, Key};
-use crate::hex::Serial;
+use crate::identity::serial::Serial;
 use crate::identity::x509;
 
 /// A certificate of a verified chain, as revocation sees it.

@@ -46,7 +46,7 @@ use std::fmt;
 
 use openssl::sha::Sha256;
 
-use crate::hex::Fingerprint;
+use crate::identity::fingerprint::Fingerprint;
 
 /// The SHA-256 of an issuer Name's DER encoding: see [`super::issuer_key`].
 pub type IssuerKey = [u8; 32];
@@ -494,7 +494,7 @@ impl<'a> Table<'a> {
 
     /// Whether a CRL of `issuer` lists `serial`: the content octets of the
     /// certificate's serialNumber INTEGER, as the CRL's are read (x509-parser's
-    /// `raw_serial()`, or [`crate::hex::Serial`]); leading zero bytes are
+    /// `raw_serial()`, or [`crate::identity::serial::Serial`]); leading zero bytes are
     /// ignored. For a positive serial this is its magnitude; a serial that
     /// a CA encoded as negative must be given in the same two's complement
     /// bytes, not as a BIGNUM's magnitude.

@@ -25,7 +25,6 @@ use x509_parser::oid_registry::{
 };
 use x509_parser::prelude::{FromDer, ParsedExtension, ReasonCode, X509Extension};
 use x509_parser::revocation_list::CertificateRevocationList;
-use x509_parser::x509::X509Name;
 
 use super::table::{
     CrlNumber, IssuerInfo, IssuerKey, Kind, Scope, Table, TableBuilder, TableError,
@@ -256,9 +255,10 @@ impl Crl<'_> {
             .issuer_name()
             .to_der()
             .map_err(|e| self.corrupt(openssl_reason(&e)))?;
-        let issuer = match X509Name::from_der(&issuer_der) {
-            Ok((_, name)) => Dn::from_x509(&name).to_rfc4514(),
-            Err(e) => return Err(self.corrupt(format!("issuer: {e}"))),
+        // OpenSSL wrote this DER itself, from a name it decoded.
+        let issuer = match Dn::from_der(&issuer_der) {
+            Some(dn) => dn.to_rfc4514(),
+            None => return Err(self.corrupt("issuer: not a valid Name".into())),
         };
         let (index, file) = (self.index, self.file.to_owned());
         let named: Vec<&CrlSigner<'_>> =

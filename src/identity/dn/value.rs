@@ -2,6 +2,7 @@
 //! Name decoded into a [`Dn`], each string type into text.
 
 use x509_parser::asn1_rs::{Any, FromBer, Tag};
+#[cfg(any(test, fuzzing))]
 use x509_parser::x509::{AttributeTypeAndValue, X509Name};
 
 use super::oid::{decode_oid, encode_tlv};
@@ -10,8 +11,12 @@ use crate::hex;
 use crate::identity::der::{self, Tlv};
 
 impl Dn {
-    /// Decodes a certificate's name; never fails. Text keeps every
-    /// character, NUL included. A malformed OID becomes `invalid-oid:HEX`.
+    /// Decodes a name as x509-parser read it; never fails. Text keeps
+    /// every character, NUL included. A malformed OID becomes
+    /// `invalid-oid:HEX`. The module itself reads names with
+    /// [`Dn::from_der`]; this is the oracle the tests and fuzz targets
+    /// (`cargo fuzz` builds with `--cfg fuzzing`) hold it to.
+    #[cfg(any(test, fuzzing))]
     pub fn from_x509(name: &X509Name<'_>) -> Dn {
         let rdns = name
             .iter_rdn()
@@ -19,7 +24,7 @@ impl Dn {
         Dn(rdns.collect())
     }
 
-    /// Decodes a name's DER, as [`Dn::from_x509`] decodes x509-parser's
+    /// Decodes a name's DER, as `Dn::from_x509` decodes x509-parser's
     /// reading of it wherever OpenSSL decodes the name too (the fuzz
     /// target `name_der` checks it); `None` unless `der` is exactly one
     /// Name. Stricter than x509-parser, which ignores what follows a
@@ -62,6 +67,7 @@ impl Dn {
 }
 
 impl Ava {
+    #[cfg(any(test, fuzzing))]
     fn from_x509(atv: &AttributeTypeAndValue<'_>) -> Ava {
         Ava::new(atv.attr_type().as_bytes(), tlv_of(atv.attr_value()))
     }

@@ -93,9 +93,11 @@ mod module {
     unsafe impl HttpModuleMainConf for Module {
         type MainConf = MainConf;
     }
+    // SAFETY: as above.
     unsafe impl HttpModuleServerConf for Module {
         type ServerConf = SrvConf;
     }
+    // SAFETY: as above.
     unsafe impl HttpModuleLocationConf for Module {
         type LocationConf = LocConf;
     }

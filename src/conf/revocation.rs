@@ -90,9 +90,9 @@ pub(super) extern "C" fn set_source(
         Some(a) => return invalid_value(cf, &args[0], a, "the parameter must be \"optional\""),
     };
     let mut name = args[1];
-    // SAFETY: resolves the path against the prefix, allocating in the
-    // cycle's pool, as nginx does for its own file directives.
     if name.len == 0
+        // SAFETY: resolves the path against the prefix, allocating in the
+        // cycle's pool, as nginx does for its own file directives.
         || unsafe { ngx_conf_full_name((*cf).cycle, &mut name, 1) } != NGX_OK as ngx_int_t
     {
         return invalid_value(cf, &args[0], &args[1], "bad file name");

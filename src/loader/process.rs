@@ -280,8 +280,8 @@ pub fn spawn(body: impl FnOnce(Link)) -> io::Result<Child> {
     // nginx's SIGCHLD handler would reap the intermediate child first and
     // log it as an unknown process: the default action while it lives.
     // SAFETY: zeroed sigactions are valid; SIG_DFL needs no handler.
-    let mut old: libc::sigaction = unsafe { core::mem::zeroed() };
-    let mut default: libc::sigaction = unsafe { core::mem::zeroed() };
+    let (mut old, mut default): (libc::sigaction, libc::sigaction) =
+        unsafe { (core::mem::zeroed(), core::mem::zeroed()) };
     default.sa_sigaction = libc::SIG_DFL;
     // SAFETY: both point to valid sigactions.
     if unsafe { libc::sigaction(libc::SIGCHLD, &default, &mut old) } != 0 {

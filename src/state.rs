@@ -86,7 +86,8 @@ pub struct Slot {
     /// How long the last successful load took, read to publish.
     load_ms: AtomicU64,
     error: SharedText,
-    /// What the status page shows of the loaded data (a JSON array).
+    /// What the status page shows of the loaded data: one line per CRL,
+    /// its fields separated by tabs (see [`crate::loader::Loaded`]).
     summary: SharedText,
 }
 

@@ -25,48 +25,81 @@ use std::path::PathBuf;
 use crate::loader::Loaded;
 use crate::revocation::Table;
 
-const SHM_DIR: &str = "/dev/shm";
-const TEXT_LEN: usize = 4096;
+mod fetch;
 
-/// Text written by one process and read by any, under a sequence lock:
-/// readers retry while the sequence number is odd or changed under them.
+pub use fetch::FetchStatus;
+
+const SHM_DIR: &str = "/dev/shm";
+/// Room for an error message; longer ones are cut (at a character).
+const ERROR_LEN: usize = 1024;
+
+/// How long a reader waits for a store in progress, in checks of the
+/// sequence number, before it takes the text as it is: a writer killed
+/// between its two steps leaves the sequence odd until the next store.
+const READ_SPINS: u32 = 100_000;
+
+/// Short text written by one process at a time and read by any, under a
+/// sequence lock: readers retry while the sequence number is odd or changed
+/// under them, a bounded number of times.
 #[repr(C)]
-struct SharedText {
+struct SharedText<const N: usize> {
     seq: AtomicU64,
     len: AtomicU64,
-    bytes: [AtomicU8; TEXT_LEN],
+    bytes: [AtomicU8; N],
 }
 
-impl SharedText {
+#[cfg(test)]
+pub(crate) mod fault {
+    //! A test-only hook: the process storing a text kills itself between
+    //! the two steps of the sequence lock, as a loader killed there would.
+    pub static DIE_IN_STORE: core::sync::atomic::AtomicBool =
+        core::sync::atomic::AtomicBool::new(false);
+}
+
+impl<const N: usize> SharedText<N> {
     fn store(&self, text: &str) {
-        let mut end = text.len().min(TEXT_LEN);
+        let mut end = text.len().min(N);
         while !text.is_char_boundary(end) {
             end -= 1;
         }
-        self.seq.fetch_add(1, Ordering::AcqRel);
+        // Odd whatever the previous writer left: one that died between its
+        // two steps left an odd number, and counting on from it would make
+        // every later text look in progress.
+        let seq = self.seq.load(Ordering::Relaxed);
+        let writing = if seq % 2 == 1 { seq + 2 } else { seq + 1 };
+        self.seq.store(writing, Ordering::Relaxed);
+        fence(Ordering::Release);
+        #[cfg(test)]
+        if fault::DIE_IN_STORE.load(Ordering::Relaxed) {
+            // SAFETY: plain kill(2) of this very process.
+            unsafe { libc::kill(libc::getpid(), libc::SIGKILL) };
+        }
         for (slot, &b) in self.bytes.iter().zip(&text.as_bytes()[..end]) {
             slot.store(b, Ordering::Relaxed);
         }
         self.len.store(end as u64, Ordering::Relaxed);
-        self.seq.fetch_add(1, Ordering::Release);
+        self.seq.store(writing + 1, Ordering::Release);
     }
 
     fn load(&self) -> String {
+        let mut spins = 0;
         loop {
             let before = self.seq.load(Ordering::Acquire);
-            if before % 2 == 1 {
-                std::hint::spin_loop();
-                continue;
+            let settled = before % 2 == 0;
+            if settled || spins >= READ_SPINS {
+                let len = (self.len.load(Ordering::Relaxed) as usize).min(N);
+                let bytes: Vec<u8> = self.bytes[..len]
+                    .iter()
+                    .map(|b| b.load(Ordering::Relaxed))
+                    .collect();
+                fence(Ordering::Acquire);
+                // Past the wait, the text may be torn: it is only shown.
+                if (settled && self.seq.load(Ordering::Relaxed) == before) || spins >= READ_SPINS {
+                    return String::from_utf8_lossy(&bytes).into_owned();
+                }
             }
-            let len = (self.len.load(Ordering::Relaxed) as usize).min(TEXT_LEN);
-            let bytes: Vec<u8> = self.bytes[..len]
-                .iter()
-                .map(|b| b.load(Ordering::Relaxed))
-                .collect();
-            fence(Ordering::Acquire);
-            if self.seq.load(Ordering::Relaxed) == before {
-                return String::from_utf8_lossy(&bytes).into_owned();
-            }
+            spins += 1;
+            std::hint::spin_loop();
         }
     }
 }
@@ -85,10 +118,9 @@ pub struct Slot {
     loading: AtomicU8,
     /// How long the last successful load took, read to publish.
     load_ms: AtomicU64,
-    error: SharedText,
-    /// What the status page shows of the loaded data: one line per CRL,
-    /// its fields separated by tabs (see [`crate::loader::Loaded`]).
-    summary: SharedText,
+    error: SharedText<ERROR_LEN>,
+    /// How the last fetches of a URL source went.
+    pub fetch: FetchStatus,
 }
 
 impl Slot {
@@ -121,10 +153,6 @@ impl Slot {
     pub fn error(&self) -> Option<(i64, String)> {
         let at = self.error_at.load(Ordering::Acquire);
         (at != 0).then(|| (at, self.error.load()))
-    }
-
-    pub fn summary(&self) -> String {
-        self.summary.load()
     }
 
     pub fn set_error(&self, now: i64, message: &str) {
@@ -233,8 +261,9 @@ impl Shared {
             let _ = std::fs::remove_file(&tmp);
             return Err(e);
         }
+        // The summary goes first: whoever sees the new table finds it.
+        std::fs::write(summary_path(&path), &loaded.summary)?;
         std::fs::rename(&tmp, &path)?;
-        slot.summary.store(&loaded.summary);
         slot.load_ms.store(loaded.read_ms, Ordering::Relaxed);
         slot.entries.store(
             Table::open(table).map_or(0, |t| t.len() as u64),
@@ -250,9 +279,30 @@ impl Shared {
         // SAFETY: the header is at the start of the live mapping.
         unsafe { (*self.control).epoch.fetch_add(1, Ordering::Release) };
         if old != 0 {
-            let _ = std::fs::remove_file(self.table_path(source, old));
+            let old = self.table_path(source, old);
+            let _ = std::fs::remove_file(summary_path(&old));
+            let _ = std::fs::remove_file(old);
         }
         Ok(())
+    }
+
+    /// What the status page shows of the data in force of `source`: one
+    /// line per CRL, its fields separated by tabs (see [`Loaded`]),
+    /// however many. Read from a file in
+    /// /dev/shm, that is from memory.
+    pub fn summary(&self, source: usize) -> String {
+        let generation = self.slot(source).generation();
+        if generation == 0 {
+            return String::new();
+        }
+        // A newer table may have replaced this one meanwhile: then its own
+        // summary is there.
+        for generation in [generation, self.slot(source).generation()] {
+            if let Ok(text) = std::fs::read(summary_path(&self.table_path(source, generation))) {
+                return String::from_utf8_lossy(&text).into_owned();
+            }
+        }
+        String::new()
     }
 
     /// Removes the current files; processes that mapped them keep them.
@@ -260,7 +310,9 @@ impl Shared {
         for source in 0..self.sources {
             let generation = self.slot(source).generation();
             if generation != 0 {
-                let _ = std::fs::remove_file(self.table_path(source, generation));
+                let path = self.table_path(source, generation);
+                let _ = std::fs::remove_file(summary_path(&path));
+                let _ = std::fs::remove_file(path);
             }
         }
     }
@@ -269,6 +321,13 @@ impl Shared {
         let file = File::open(self.table_path(source, generation))?;
         Mapping::new(&file, generation)
     }
+}
+
+/// The summary beside a table file.
+fn summary_path(table: &std::path::Path) -> PathBuf {
+    let mut name = table.as_os_str().to_owned();
+    name.push(".summary");
+    PathBuf::from(name)
 }
 
 impl Drop for Shared {
@@ -441,5 +500,76 @@ mod tests {
 
         shared.remove_files();
         shared.unmap_all();
+    }
+
+    /// A summary longer than the old 4 KiB text, 200 CRLs' worth, comes back
+    /// whole.
+    #[test]
+    fn summary_not_limited() {
+        let shared = Shared::new(1).unwrap();
+        let mut l = loaded("1002\n");
+        l.summary = (0..200)
+            .map(|n| format!("CN=Issuer {n}\t1\t2\t{n}\t0\n"))
+            .collect();
+        shared.publish(0, &l, 0).unwrap();
+        assert_eq!(shared.summary(0), l.summary);
+        assert_eq!(shared.summary(0).lines().count(), 200);
+        shared.publish(0, &loaded("1003\n"), 0).unwrap();
+        assert_eq!(shared.summary(0), "");
+        shared.remove_files();
+        shared.unmap_all();
+    }
+
+    /// A loader killed between the two steps of a text's sequence lock
+    /// neither hangs a reader nor spoils the texts stored after it.
+    #[test]
+    fn writer_killed_in_store() {
+        use crate::loader::process::spawn;
+        use core::sync::atomic::Ordering;
+        use std::time::{Duration, Instant};
+
+        let shared = std::sync::Arc::new(Shared::new(1).unwrap());
+        let slot = shared.slot(0);
+        slot.set_error(1, "before");
+        let writer = shared.clone();
+        // It dies a moment after it started, once `spawn` has its pid.
+        let mut child = spawn(move |_link| {
+            std::thread::sleep(Duration::from_millis(200));
+            super::fault::DIE_IN_STORE.store(true, Ordering::Relaxed);
+            writer.slot(0).set_error(2, "never finished");
+        })
+        .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while child.receive() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert!(!child.receive(), "the loader died");
+        let seq = slot.error.seq.load(Ordering::Relaxed);
+        assert_eq!(seq % 2, 1, "left in the middle of a store");
+
+        let start = Instant::now();
+        let (_, text) = slot.error().unwrap();
+        assert!(
+            start.elapsed() < Duration::from_millis(500),
+            "reader waited"
+        );
+        assert_eq!(text, "before");
+
+        // The next loader's texts read back at once, and whole.
+        let writer = shared.clone();
+        let mut child = spawn(move |_link| {
+            std::thread::sleep(Duration::from_millis(200));
+            writer.slot(0).set_error(3, "after");
+        })
+        .unwrap();
+        while child.receive() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert_eq!(slot.error.seq.load(Ordering::Relaxed) % 2, 0);
+        let start = Instant::now();
+        assert_eq!(slot.error(), Some((3, "after".to_owned())));
+        assert!(start.elapsed() < Duration::from_millis(50));
+        slot.set_error(4, "and again");
+        assert_eq!(slot.error(), Some((4, "and again".to_owned())));
     }
 }

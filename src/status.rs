@@ -98,8 +98,10 @@ fn sources(mcf: &MainConf) -> Vec<SourceStatus> {
                 loading: slot.is_some_and(|s| s.loading()),
                 load_ms: slot.map_or(0, |s| s.load_ms()),
                 error: slot.and_then(|s| s.error()),
-                crls: slot
-                    .map(|s| s.summary())
+                crls: mcf
+                    .shared
+                    .as_ref()
+                    .map(|s| s.summary(i))
                     .unwrap_or_default()
                     .lines()
                     .map(|line| {

@@ -23,6 +23,7 @@ use crate::Module;
 mod revocation;
 mod rules;
 mod servers;
+mod url;
 
 pub use revocation::{begin, init_revocation, publish};
 pub use servers::check_servers;
@@ -116,6 +117,10 @@ pub struct MainConf {
     pub loaded: Vec<Option<FileId>>,
     /// Tables read with the configuration, published once it is accepted.
     pub pending: Vec<Option<Loaded>>,
+    /// `mtls_cache_dir`: where the copies of URL sources are kept.
+    pub cache_dir: Option<std::path::PathBuf>,
+    /// Bodies fetched with the configuration, kept once it is accepted.
+    pub kept: Vec<Option<crate::loader::url::Kept>>,
 }
 
 impl Default for MainConf {
@@ -127,6 +132,8 @@ impl Default for MainConf {
             shared: None,
             loaded: Vec::new(),
             pending: Vec::new(),
+            cache_dir: None,
+            kept: Vec::new(),
         }
     }
 }
@@ -167,7 +174,7 @@ macro_rules! rule_command {
 const MAIN_SRV: u32 = NGX_HTTP_MAIN_CONF | NGX_HTTP_SRV_CONF;
 const ANY_LEVEL: u32 = NGX_HTTP_MAIN_CONF | NGX_HTTP_SRV_CONF | NGX_HTTP_LOC_CONF;
 
-pub static mut NGX_HTTP_MTLS_COMMANDS: [ngx_command_t; 16] = [
+pub static mut NGX_HTTP_MTLS_COMMANDS: [ngx_command_t; 17] = [
     ngx_command_t {
         name: ngx_string!("mtls"),
         type_: (NGX_HTTP_MAIN_CONF | NGX_HTTP_SRV_CONF | NGX_HTTP_LOC_CONF | NGX_CONF_FLAG)
@@ -195,7 +202,7 @@ pub static mut NGX_HTTP_MTLS_COMMANDS: [ngx_command_t; 16] = [
     },
     ngx_command_t {
         name: ngx_string!("mtls_crl"),
-        type_: (MAIN_SRV | NGX_CONF_TAKE12) as ngx_uint_t,
+        type_: (MAIN_SRV | NGX_CONF_1MORE) as ngx_uint_t,
         set: Some(set_source),
         conf: NGX_HTTP_LOC_CONF_OFFSET,
         offset: 0,
@@ -203,7 +210,7 @@ pub static mut NGX_HTTP_MTLS_COMMANDS: [ngx_command_t; 16] = [
     },
     ngx_command_t {
         name: ngx_string!("mtls_deny_list"),
-        type_: (ANY_LEVEL | NGX_CONF_TAKE12) as ngx_uint_t,
+        type_: (ANY_LEVEL | NGX_CONF_1MORE) as ngx_uint_t,
         set: Some(set_source),
         conf: NGX_HTTP_LOC_CONF_OFFSET,
         offset: 0,
@@ -216,6 +223,14 @@ pub static mut NGX_HTTP_MTLS_COMMANDS: [ngx_command_t; 16] = [
         conf: NGX_HTTP_LOC_CONF_OFFSET,
         offset: core::mem::offset_of!(LocConf, crl_chain),
         post: ptr::addr_of!(CRL_CHECK) as *mut c_void,
+    },
+    ngx_command_t {
+        name: ngx_string!("mtls_cache_dir"),
+        type_: (NGX_HTTP_MAIN_CONF | NGX_CONF_TAKE1) as ngx_uint_t,
+        set: Some(url::set_cache_dir),
+        conf: NGX_HTTP_MAIN_CONF_OFFSET,
+        offset: 0,
+        post: ptr::null_mut(),
     },
     ngx_command_t {
         name: ngx_string!("mtls_crl_grace"),

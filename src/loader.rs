@@ -7,6 +7,7 @@
 
 pub mod http;
 pub mod process;
+pub mod url;
 
 use std::fmt::Write as _;
 use std::os::unix::fs::MetadataExt;
@@ -20,12 +21,18 @@ use crate::identity::rfc3339;
 use crate::revocation::{crl, denylist, Kind, Table};
 use crate::state::Shared;
 
+use self::http::Validators;
 use self::process::Link;
+use self::url::UrlSource;
+use crate::state::fetch::Attempt;
 
-/// One `mtls_crl` or `mtls_deny_list` file.
+/// One `mtls_crl` or `mtls_deny_list` file or URL.
 #[derive(Clone, Debug)]
 pub struct Source {
+    /// The file; for a URL, the copy of it kept on disk.
     pub path: PathBuf,
+    /// Where the data comes from when it is fetched.
+    pub url: Option<Arc<url::UrlSource>>,
     pub kind: Kind,
     /// Missing or invalid at start is not an error: the requests this
     /// source guards are denied until a valid file arrives.
@@ -39,6 +46,14 @@ impl Source {
         match self.kind {
             Kind::Crl => "crl",
             Kind::DenyList => "deny_list",
+        }
+    }
+
+    /// The source as log lines and the status page name it.
+    pub fn name(&self) -> String {
+        match &self.url {
+            Some(u) => u.url.clone(),
+            None => self.path.display().to_string(),
         }
     }
 }
@@ -97,13 +112,38 @@ pub struct Loaded {
     pub read_ms: u64,
 }
 
-/// Reads `source`. `in_force` is the table published before, if any: a CRL
-/// older than the one in force is refused.
+/// Reads `source`'s file. `in_force` is the table published before, if
+/// any: a CRL older than the one in force is refused.
 pub fn read(source: &Source, cas: &[X509], in_force: Option<&Table<'_>>) -> Result<Loaded, String> {
+    let file = source.path.display().to_string();
+    let data = std::fs::read(&source.path).map_err(|e| match source.kind {
+        Kind::Crl => crl::CrlError::Read {
+            file: file.clone(),
+            source: e,
+        }
+        .to_string(),
+        Kind::DenyList => denylist::DenyListError::Read {
+            file: file.clone(),
+            source: e,
+        }
+        .to_string(),
+    })?;
+    read_bytes(source, &data, &file, cas, in_force)
+}
+
+/// Checks `data`, read from `name`, as `source`'s data: a CRL exactly as
+/// from a file, whether it came from a file or a URL.
+pub fn read_bytes(
+    source: &Source,
+    data: &[u8],
+    name: &str,
+    cas: &[X509],
+    in_force: Option<&Table<'_>>,
+) -> Result<Loaded, String> {
     let start = Instant::now();
     let (table, summary) = match source.kind {
         Kind::Crl => {
-            let loaded = crl::load(&source.path, cas).map_err(|e| e.to_string())?;
+            let loaded = crl::parse(data, name, cas).map_err(|e| e.to_string())?;
             if let Some(old) = in_force {
                 loaded.check_newer_than(old).map_err(|e| e.to_string())?;
             }
@@ -122,7 +162,7 @@ pub fn read(source: &Source, cas: &[X509], in_force: Option<&Table<'_>>) -> Resu
             (loaded.table, summary)
         }
         Kind::DenyList => {
-            let loaded = denylist::load(&source.path).map_err(|e| e.to_string())?;
+            let loaded = denylist::parse(data, name).map_err(|e| e.to_string())?;
             (loaded.table, String::new())
         }
     };
@@ -161,6 +201,17 @@ pub struct Loader {
     pub loaded: Vec<Option<FileId>>,
 }
 
+/// The loader's state of one URL source.
+struct Fetching {
+    /// Made at the first fetch: a CA file that cannot be read then is a
+    /// failure like any other, retried.
+    client: Option<http::Client>,
+    /// Those of the copy in force.
+    validators: Validators,
+    next: Instant,
+    failures: u64,
+}
+
 /// How one attempt to reload a source ended.
 enum Reload {
     Published,
@@ -190,8 +241,41 @@ impl Loader {
         let mut seen = self.loaded.clone();
         // The identity of a file that failed, so it is reported once.
         let mut failed: Vec<Option<Result<FileId, String>>> = vec![None; self.sources.len()];
+        let mut fetching: Vec<Option<Fetching>> = self
+            .sources
+            .iter()
+            .enumerate()
+            .map(|(i, s)| {
+                let u = s.url.as_ref()?;
+                let slot = self.shared.slot(i);
+                // What the configuration read is fresh, unless it failed.
+                let fresh = slot.generation() != 0 && slot.error().is_none();
+                Some(Fetching {
+                    client: None,
+                    validators: url::kept_validators(&s.path, &u.url),
+                    next: if fresh {
+                        Instant::now() + u.interval
+                    } else {
+                        Instant::now()
+                    },
+                    failures: 0,
+                })
+            })
+            .collect();
         loop {
             for (i, source) in self.sources.iter().enumerate() {
+                if let (Some(u), Some(f)) = (&source.url, fetching[i].as_mut()) {
+                    if Instant::now() < f.next {
+                        continue;
+                    }
+                    if !link.open() {
+                        return;
+                    }
+                    if let Reload::Abandoned = self.fetch(i, source, u, f, link) {
+                        return;
+                    }
+                    continue;
+                }
                 let id = FileId::of(source).map_err(|e| e.to_string());
                 if id.as_ref().ok() == seen[i].as_ref() || failed[i].as_ref() == Some(&id) {
                     continue;
@@ -221,6 +305,127 @@ impl Loader {
                 return;
             }
         }
+    }
+
+    /// One fetch of a URL source, published and kept when it brought new
+    /// data; a failure changes nothing in force.
+    fn fetch(
+        &self,
+        i: usize,
+        source: &Source,
+        u: &UrlSource,
+        f: &mut Fetching,
+        link: &Link,
+    ) -> Reload {
+        let slot = self.shared.slot(i);
+        if f.client.is_none() {
+            f.client = u.client().map_err(|e| e.to_string()).map_or_else(
+                |e| {
+                    slot.set_error(now(), &e);
+                    None
+                },
+                Some,
+            );
+        }
+        let result = match &f.client {
+            Some(client) => self.shared.with_table(i, |old| {
+                url::refresh(source, u, client, &f.validators, &self.cas, old.as_ref())
+            }),
+            None => Err(url::Failed {
+                status: 0,
+                bytes: None,
+                message: slot.error().map(|(_, e)| e).unwrap_or_default(),
+            }),
+        };
+        if !link.open() {
+            return Reload::Abandoned;
+        }
+        let outcome = match result {
+            Ok(url::Refreshed::NotModified) => Ok((304, None, false)),
+            Ok(url::Refreshed::New { loaded, kept }) => {
+                match self.shared.publish(i, &loaded, now()) {
+                    Ok(()) => {
+                        let bytes = kept.body.len() as u64;
+                        match url::keep(&source.path, &u.url, &kept) {
+                            Ok(()) => f.validators = kept.validators,
+                            Err(e) => {
+                                // Published but not kept: fetched in full
+                                // next time.
+                                f.validators = Validators::default();
+                                link.say(
+                                    true,
+                                    &format!(
+                                        "cannot keep a copy of \"{}\" in \"{}\": {e}",
+                                        u.url,
+                                        source.path.display()
+                                    ),
+                                );
+                            }
+                        }
+                        link.say(
+                            false,
+                            &format!(
+                                "fetched \"{}\", {} entries in {} ms",
+                                u.url,
+                                slot.entries(),
+                                loaded.read_ms
+                            ),
+                        );
+                        Ok((200, Some(bytes), true))
+                    }
+                    Err(e) => Err(url::Failed {
+                        status: 200,
+                        bytes: Some(kept.body.len() as u64),
+                        message: format!("cannot publish \"{}\": {e}", u.url),
+                    }),
+                }
+            }
+            Err(failed) => Err(failed),
+        };
+        release_memory();
+        let at = now();
+        let (status, bytes, failures, result) = match outcome {
+            Ok((status, bytes, published)) => {
+                f.failures = 0;
+                (
+                    status,
+                    bytes,
+                    0,
+                    if published {
+                        Reload::Published
+                    } else {
+                        Reload::Failed
+                    },
+                )
+            }
+            Err(failed) => {
+                f.failures += 1;
+                slot.set_error(at, &failed.message);
+                link.say(
+                    true,
+                    &format!("{}, previous data stays in force", failed.message),
+                );
+                (failed.status, failed.bytes, f.failures, Reload::Failed)
+            }
+        };
+        let wait = url::retry_after(u.interval, failures);
+        f.next = Instant::now() + wait;
+        let etag = f.validators.etag.clone().unwrap_or_default();
+        let last_modified = f.validators.last_modified.clone().unwrap_or_default();
+        slot.fetch.record(&Attempt {
+            at,
+            http_status: status,
+            bytes,
+            next: at + wait.as_secs() as i64,
+            failures,
+            validators: Some((&etag, &last_modified)),
+        });
+        if failures == 0 && status == 304 {
+            // The data in force is confirmed current: an earlier error is
+            // over.
+            slot.clear_error();
+        }
+        result
     }
 
     fn reload(&self, i: usize, source: &Source, link: &Link) -> Reload {
@@ -285,7 +490,7 @@ impl Loader {
                     };
                     out.push(format!(
                         "CRL in \"{}\" is past its nextUpdate {}, {state}",
-                        source.path.display(),
+                        source.name(),
                         rfc3339(info.next_update)
                     ));
                 }
@@ -311,6 +516,7 @@ mod tests {
         std::fs::write(&path, "1002\n").unwrap();
         let source = Source {
             path: path.clone(),
+            url: None,
             kind: Kind::DenyList,
             optional: false,
             grace: 0,

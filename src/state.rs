@@ -25,7 +25,7 @@ use std::path::PathBuf;
 use crate::loader::Loaded;
 use crate::revocation::Table;
 
-mod fetch;
+pub mod fetch;
 
 pub use fetch::FetchStatus;
 
@@ -153,6 +153,10 @@ impl Slot {
     pub fn error(&self) -> Option<(i64, String)> {
         let at = self.error_at.load(Ordering::Acquire);
         (at != 0).then(|| (at, self.error.load()))
+    }
+
+    pub fn clear_error(&self) {
+        self.error_at.store(0, Ordering::Release);
     }
 
     pub fn set_error(&self, now: i64, message: &str) {

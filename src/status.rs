@@ -12,6 +12,7 @@ use ngx::http::{HttpModuleLocationConf, HttpModuleMainConf, NgxHttpCoreModule, R
 use crate::conf::MainConf;
 use crate::identity::rfc3339;
 use crate::policy::Reason;
+use crate::state::fetch::FetchView;
 use crate::Module;
 
 /// The counter index of an allowed request; reasons follow.
@@ -80,6 +81,8 @@ struct SourceStatus {
     error: Option<(i64, String)>,
     /// issuer, thisUpdate, nextUpdate, number, entries
     crls: Vec<[String; 5]>,
+    /// For a URL source: the URL and how its fetches went.
+    fetch: Option<(String, FetchView)>,
 }
 
 fn sources(mcf: &MainConf) -> Vec<SourceStatus> {
@@ -89,6 +92,12 @@ fn sources(mcf: &MainConf) -> Vec<SourceStatus> {
         .map(|(i, source)| {
             let slot = mcf.shared.as_ref().map(|s| s.slot(i));
             SourceStatus {
+                fetch: source.url.as_ref().map(|u| {
+                    (
+                        u.url.clone(),
+                        slot.map(|s| s.fetch.view()).unwrap_or_default(),
+                    )
+                }),
                 path: source.path.display().to_string(),
                 kind: source.kind_name(),
                 optional: source.optional,
@@ -174,10 +183,29 @@ fn json(mcf: &MainConf) -> String {
             Some((at, e)) => (time_or_null(*at), json_str(e)),
             None => ("null".into(), "null".into()),
         };
-        let _ = write!(
-            out,
-            "\"last_error\":{error},\"last_error_at\":{error_at},\"crls\":["
-        );
+        let _ = write!(out, "\"last_error\":{error},\"last_error_at\":{error_at},");
+        if let Some((url, f)) = &s.fetch {
+            let text_or_null = |t: &str| {
+                if t.is_empty() {
+                    "null".to_owned()
+                } else {
+                    json_str(t)
+                }
+            };
+            let _ = write!(
+                out,
+                "\"url\":{},\"fetch\":{{\"last_fetch\":{},\"http_status\":{},\"bytes\":{},\"etag\":{},\"last_modified\":{},\"next_fetch\":{},\"failures\":{}}},",
+                json_str(url),
+                time_or_null(f.last_fetch),
+                if f.http_status == 0 { "null".into() } else { f.http_status.to_string() },
+                f.bytes,
+                text_or_null(&f.etag),
+                text_or_null(&f.last_modified),
+                time_or_null(f.next_fetch),
+                f.failures
+            );
+        }
+        out.push_str("\"crls\":[");
         for (m, [issuer, this, next, number, entries]) in s.crls.iter().enumerate() {
             if m > 0 {
                 out.push(',');
@@ -213,6 +241,9 @@ fn prom_label(s: &str) -> String {
 
 /// A per-source gauge: name, help, value.
 type Gauge = (&'static str, &'static str, fn(&SourceStatus) -> Option<f64>);
+
+/// A per-URL gauge: name, help, value.
+type FetchGauge = (&'static str, &'static str, fn(&FetchView) -> Option<f64>);
 
 fn prometheus_text(mcf: &MainConf) -> String {
     let mut out = String::new();
@@ -267,6 +298,58 @@ fn prometheus_text(mcf: &MainConf) -> String {
                     s.kind
                 );
             }
+        }
+    }
+    let fetch_gauges: [FetchGauge; 5] = [
+        (
+            "mtls_fetch_last_timestamp_seconds",
+            "When the URL was last fetched.",
+            |f| (f.last_fetch != 0).then_some(f.last_fetch as f64),
+        ),
+        (
+            "mtls_fetch_http_status",
+            "HTTP status of the last fetch, 0 where none came.",
+            |f| (f.last_fetch != 0).then_some(f64::from(f.http_status)),
+        ),
+        ("mtls_fetch_bytes", "Size of the last body received.", |f| {
+            Some(f.bytes as f64)
+        }),
+        (
+            "mtls_fetch_next_timestamp_seconds",
+            "When the URL is fetched next.",
+            |f| (f.next_fetch != 0).then_some(f.next_fetch as f64),
+        ),
+        ("mtls_fetch_failures", "Failed fetches in a row.", |f| {
+            Some(f.failures as f64)
+        }),
+    ];
+    for (name, help, value) in fetch_gauges {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge");
+        for s in &sources {
+            if let Some((url, f)) = &s.fetch {
+                if let Some(v) = value(f) {
+                    let _ = writeln!(
+                        out,
+                        "{name}{{url=\"{}\",kind=\"{}\"}} {v}",
+                        prom_label(url),
+                        s.kind
+                    );
+                }
+            }
+        }
+    }
+    out.push_str("# HELP mtls_fetch_info The validators of the copy in force of each URL.\n");
+    out.push_str("# TYPE mtls_fetch_info gauge\n");
+    for s in &sources {
+        if let Some((url, f)) = &s.fetch {
+            let _ = writeln!(
+                out,
+                "mtls_fetch_info{{url=\"{}\",kind=\"{}\",etag=\"{}\",last_modified=\"{}\"}} 1",
+                prom_label(url),
+                s.kind,
+                prom_label(&f.etag),
+                prom_label(&f.last_modified)
+            );
         }
     }
     out.push_str(

@@ -3,7 +3,6 @@
 //! publishing their tables once it is accepted.
 
 use core::ffi::{c_char, c_void};
-use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -13,6 +12,7 @@ use ngx::http::{HttpModule, HttpModuleMainConf};
 use openssl::x509::X509;
 
 use super::{args, invalid_value, mark_server_use, LocConf, MainConf, NGX_CONF_UNSET_MSEC};
+use crate::loader::url::{self, UrlSource};
 use crate::loader::{FileId, Source};
 use crate::policy::Policy;
 use crate::revocation::Kind;
@@ -47,23 +47,38 @@ pub fn begin() {
 
 impl MainConf {
     /// The index of a source, registered once however many levels use it.
-    pub(super) fn add_source(&mut self, path: PathBuf, kind: Kind, optional: bool) -> usize {
-        if let Some(i) = self
-            .sources
-            .iter()
-            .position(|s| s.path == path && s.kind == kind)
-        {
+    /// A URL source is known by its URL; its `path`, the copy kept, is
+    /// set once `mtls_cache_dir` is known.
+    pub(super) fn add_source(
+        &mut self,
+        path: PathBuf,
+        url: Option<UrlSource>,
+        kind: Kind,
+        optional: bool,
+    ) -> Result<usize, &'static str> {
+        if let Some(i) = self.sources.iter().position(|s| {
+            s.kind == kind
+                && match (&s.url, &url) {
+                    (Some(a), Some(b)) => a.url == b.url,
+                    (None, None) => s.path == path,
+                    _ => false,
+                }
+        }) {
+            if self.sources[i].url.as_deref() != url.as_ref() {
+                return Err("the URL is used elsewhere with other parameters");
+            }
             // Required anywhere means required.
             self.sources[i].optional &= optional;
-            return i;
+            return Ok(i);
         }
         self.sources.push(Source {
             path,
+            url: url.map(Arc::new),
             kind,
             optional,
             grace: i64::MAX,
         });
-        self.sources.len() - 1
+        Ok(self.sources.len() - 1)
     }
 }
 
@@ -83,29 +98,38 @@ pub(super) extern "C" fn set_source(
             args(cf),
         )
     };
-    let optional = match args.get(2) {
-        None => false,
-        // SAFETY: a valid argument of the directive.
-        Some(a) if unsafe { NgxStr::from_ngx_str(*a) } == "optional" => true,
-        Some(a) => return invalid_value(cf, &args[0], a, "the parameter must be \"optional\""),
-    };
-    let mut name = args[1];
-    if name.len == 0
-        // SAFETY: resolves the path against the prefix, allocating in the
-        // cycle's pool, as nginx does for its own file directives.
-        || unsafe { ngx_conf_full_name((*cf).cycle, &mut name, 1) } != NGX_OK as ngx_int_t
+    // SAFETY: a valid argument of the directive.
+    let (path, url, optional) = if url::is_url(unsafe { NgxStr::from_ngx_str(args[1]) }.as_bytes())
     {
-        return invalid_value(cf, &args[0], &args[1], "bad file name");
-    }
-    // SAFETY: `name` now holds the full path allocated above.
-    let path = PathBuf::from(std::ffi::OsStr::from_bytes(unsafe {
-        NgxStr::from_ngx_str(name).as_bytes()
-    }));
+        // SAFETY: `cf` is being parsed and `args` are its arguments.
+        match unsafe { super::url::parse(cf, args) } {
+            Ok((u, optional)) => (PathBuf::new(), Some(u), optional),
+            Err(e) => return e,
+        }
+    } else {
+        if args.len() > 3 {
+            return invalid_value(cf, &args[0], &args[3], "too many parameters for a file");
+        }
+        let optional = match args.get(2) {
+            None => false,
+            // SAFETY: a valid argument of the directive.
+            Some(a) if unsafe { NgxStr::from_ngx_str(*a) } == "optional" => true,
+            Some(a) => return invalid_value(cf, &args[0], a, "the parameter must be \"optional\""),
+        };
+        // SAFETY: `cf` is being parsed and `args[1]` its argument.
+        match unsafe { super::url::full_path(cf, args[1]) } {
+            Some(path) => (path, None, optional),
+            None => return invalid_value(cf, &args[0], &args[1], "bad file name"),
+        }
+    };
     // SAFETY: `cf` is the configuration being parsed, inside http.
     let Some(mcf) = (unsafe { Module::main_conf_mut(&*cf) }) else {
         return NGX_CONF_ERROR;
     };
-    let index = mcf.add_source(path, kind, optional);
+    let index = match mcf.add_source(path, url, kind, optional) {
+        Ok(index) => index,
+        Err(reason) => return invalid_value(cf, &args[0], &args[1], reason),
+    };
     let family = match kind {
         Kind::Crl => &mut lcf.policy.crls,
         Kind::DenyList => &mut lcf.policy.deny_lists,
@@ -169,42 +193,67 @@ pub unsafe fn init_revocation(cf: *mut ngx_conf_t) -> Result<(), ()> {
     // On `nginx -s reload`, the tables in force are those of the running
     // configuration: a CRL older than its own is refused here as the loader
     // refuses it, or a reload would replay an old CRL.
+    let cache_dir = mcf
+        .cache_dir
+        .get_or_insert_with(|| url::DEFAULT_CACHE_DIR.into())
+        .clone();
+    for source in mcf.sources.iter_mut() {
+        if let Some(u) = &source.url {
+            source.path = url::cache_path(&cache_dir, &u.url, source.kind);
+        }
+    }
     let running = running_conf(cf).and_then(|old| Some((old, old.shared.as_ref()?)));
     let mut tables = Vec::with_capacity(mcf.sources.len());
     mcf.loaded.clear();
+    mcf.kept.clear();
     for source in &mcf.sources {
         let id = FileId::of(source).ok();
         let in_force = running.and_then(|(old, shared)| {
-            let i = old
-                .sources
-                .iter()
-                .position(|s| s.path == source.path && s.kind == source.kind)?;
+            let i = old.sources.iter().position(|s| {
+                s.path == source.path && s.kind == source.kind && s.url == source.url
+            })?;
             Some((i, shared))
         });
+        let cas = &mcf.cas;
+        let read_one = |t: Option<&crate::revocation::Table<'_>>| match &source.url {
+            Some(u) => url::read_at_start(source, u, cas, t).map(|s| {
+                if let Some(warning) = &s.warning {
+                    ngx::ngx_log_error!(NGX_LOG_WARN, log, "mtls: {warning}");
+                }
+                (s.loaded, s.kept)
+            }),
+            None => crate::loader::read(source, cas, t).map(|l| (l, None)),
+        };
         let read = match in_force {
             Some((i, shared)) => {
-                let read =
-                    shared.with_table(i, |t| crate::loader::read(source, &mcf.cas, t.as_ref()));
+                let read = shared.with_table(i, |t| read_one(t.as_ref()));
                 // The master maps tables only for this check.
                 shared.unmap_all();
                 read
             }
-            None => crate::loader::read(source, &mcf.cas, None),
+            None => read_one(None),
         };
         match read {
-            Ok(loaded) => {
+            Ok((loaded, kept)) => {
                 tables.push(Some(loaded));
                 mcf.loaded.push(id);
+                mcf.kept.push(kept);
             }
             Err(e) if source.optional => {
                 ngx::ngx_log_error!(
                     NGX_LOG_WARN,
                     log,
-                    "mtls: {e}; requests that \"{}\" guards are denied until a valid file arrives",
-                    source.path.display()
+                    "mtls: {e}; requests that \"{}\" guards are denied until {}",
+                    source.name(),
+                    if source.url.is_some() {
+                        "it is fetched"
+                    } else {
+                        "a valid file arrives"
+                    }
                 );
                 tables.push(None);
                 mcf.loaded.push(None);
+                mcf.kept.push(None);
             }
             Err(e) => {
                 ngx::ngx_log_error!(NGX_LOG_EMERG, log, "mtls: {e}");
@@ -271,12 +320,68 @@ pub unsafe fn publish(cycle: *mut ngx_cycle_t, mcf: &mut MainConf) -> Result<(),
                 NGX_LOG_EMERG,
                 log,
                 "mtls: cannot publish \"{}\" in /dev/shm: {e}",
-                mcf.sources[i].path.display()
+                mcf.sources[i].name()
             );
             shared.remove_files();
             return Err(());
         }
     }
+    keep_fetched(cycle, mcf);
     mcf.shared = Some(Arc::new(shared));
     Ok(())
+}
+
+/// Writes the bodies fetched with the configuration to `mtls_cache_dir`,
+/// made if need be and given to the workers' user, whose loader process
+/// replaces the copies later. A copy that cannot be written is a warning:
+/// the data is in force, only a restart without network would miss it.
+///
+/// # Safety
+/// `cycle` must be the cycle whose configuration `mcf` belongs to.
+unsafe fn keep_fetched(cycle: *mut ngx_cycle_t, mcf: &mut MainConf) {
+    let kept = std::mem::take(&mut mcf.kept);
+    let (Some(dir), true) = (&mcf.cache_dir, mcf.sources.iter().any(|s| s.url.is_some())) else {
+        return;
+    };
+    let log = (*cycle).log;
+    let warn = |what: String| {
+        ngx::ngx_log_error!(NGX_LOG_WARN, log, "mtls: {what}");
+    };
+    if let Err(e) = std::fs::create_dir_all(dir) {
+        warn(format!("cannot create \"{}\": {e}", dir.display()));
+        return;
+    }
+    // As nginx does for its temporary paths: the workers' user owns them.
+    let ccf = *(*cycle).conf_ctx.add(ngx_core_module.index) as *const ngx_core_conf_t;
+    let user = if ccf.is_null() || libc::geteuid() != 0 {
+        None
+    } else {
+        Some((*ccf).user).filter(|&u| u != libc::uid_t::MAX)
+    };
+    let chown = |path: &std::path::Path| {
+        if let Some(uid) = user {
+            if let Err(e) = std::os::unix::fs::chown(path, Some(uid), None) {
+                warn(format!("cannot chown \"{}\": {e}", path.display()));
+            }
+        }
+    };
+    chown(dir);
+    for (source, kept) in mcf.sources.iter().zip(kept) {
+        let (Some(u), Some(kept)) = (&source.url, kept) else {
+            continue;
+        };
+        match url::keep(&source.path, &u.url, &kept) {
+            Ok(()) => {
+                chown(&source.path);
+                let mut meta = source.path.as_os_str().to_owned();
+                meta.push(".meta");
+                chown(std::path::Path::new(&meta));
+            }
+            Err(e) => warn(format!(
+                "cannot keep a copy of \"{}\" in \"{}\": {e}",
+                u.url,
+                source.path.display()
+            )),
+        }
+    }
 }

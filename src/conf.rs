@@ -119,8 +119,9 @@ pub struct MainConf {
     pub pending: Vec<Option<Loaded>>,
     /// `mtls_cache_dir`: where the copies of URL sources are kept.
     pub cache_dir: Option<std::path::PathBuf>,
-    /// Bodies fetched with the configuration, kept once it is accepted.
-    pub kept: Vec<Option<crate::loader::url::Kept>>,
+    /// For each URL source, the body fetched with the configuration, kept
+    /// once it is accepted, or why the fetch failed.
+    pub fetched: Vec<Option<Result<crate::loader::url::Kept, String>>>,
 }
 
 impl Default for MainConf {
@@ -133,7 +134,7 @@ impl Default for MainConf {
             loaded: Vec::new(),
             pending: Vec::new(),
             cache_dir: None,
-            kept: Vec::new(),
+            fetched: Vec::new(),
         }
     }
 }

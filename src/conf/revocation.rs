@@ -16,6 +16,7 @@ use crate::loader::url::{self, UrlSource};
 use crate::loader::{FileId, Source};
 use crate::policy::Policy;
 use crate::revocation::Kind;
+use crate::state::fetch::Attempt;
 use crate::state::Shared;
 use crate::Module;
 
@@ -205,7 +206,7 @@ pub unsafe fn init_revocation(cf: *mut ngx_conf_t) -> Result<(), ()> {
     let running = running_conf(cf).and_then(|old| Some((old, old.shared.as_ref()?)));
     let mut tables = Vec::with_capacity(mcf.sources.len());
     mcf.loaded.clear();
-    mcf.kept.clear();
+    mcf.fetched.clear();
     for source in &mcf.sources {
         let id = FileId::of(source).ok();
         let in_force = running.and_then(|(old, shared)| {
@@ -217,10 +218,16 @@ pub unsafe fn init_revocation(cf: *mut ngx_conf_t) -> Result<(), ()> {
         let cas = &mcf.cas;
         let read_one = |t: Option<&crate::revocation::Table<'_>>| match &source.url {
             Some(u) => url::read_at_start(source, u, cas, t).map(|s| {
-                if let Some(warning) = &s.warning {
-                    ngx::ngx_log_error!(NGX_LOG_WARN, log, "mtls: {warning}");
-                }
-                (s.loaded, s.kept)
+                let fetched = match (s.kept, s.warning) {
+                    (Some(kept), _) => Some(Ok(kept)),
+                    (None, Some(warning)) => {
+                        ngx::ngx_log_error!(NGX_LOG_WARN, log, "mtls: {warning}");
+                        Some(Err(warning))
+                    }
+                    // Not modified: the copy is current.
+                    (None, None) => None,
+                };
+                (s.loaded, fetched)
             }),
             None => crate::loader::read(source, cas, t).map(|l| (l, None)),
         };
@@ -234,10 +241,10 @@ pub unsafe fn init_revocation(cf: *mut ngx_conf_t) -> Result<(), ()> {
             None => read_one(None),
         };
         match read {
-            Ok((loaded, kept)) => {
+            Ok((loaded, fetched)) => {
                 tables.push(Some(loaded));
                 mcf.loaded.push(id);
-                mcf.kept.push(kept);
+                mcf.fetched.push(fetched);
             }
             Err(e) if source.optional => {
                 ngx::ngx_log_error!(
@@ -253,7 +260,7 @@ pub unsafe fn init_revocation(cf: *mut ngx_conf_t) -> Result<(), ()> {
                 );
                 tables.push(None);
                 mcf.loaded.push(None);
-                mcf.kept.push(None);
+                mcf.fetched.push(Some(Err(e)));
             }
             Err(e) => {
                 ngx::ngx_log_error!(NGX_LOG_EMERG, log, "mtls: {e}");
@@ -326,8 +333,8 @@ pub unsafe fn publish(cycle: *mut ngx_cycle_t, mcf: &mut MainConf) -> Result<(),
             return Err(());
         }
     }
-    keep_fetched(cycle, mcf);
     mcf.shared = Some(Arc::new(shared));
+    keep_fetched(cycle, mcf);
     Ok(())
 }
 
@@ -339,10 +346,13 @@ pub unsafe fn publish(cycle: *mut ngx_cycle_t, mcf: &mut MainConf) -> Result<(),
 /// # Safety
 /// `cycle` must be the cycle whose configuration `mcf` belongs to.
 unsafe fn keep_fetched(cycle: *mut ngx_cycle_t, mcf: &mut MainConf) {
-    let kept = std::mem::take(&mut mcf.kept);
-    let (Some(dir), true) = (&mcf.cache_dir, mcf.sources.iter().any(|s| s.url.is_some())) else {
+    let fetched = std::mem::take(&mut mcf.fetched);
+    let (Some(dir), Some(shared)) = (&mcf.cache_dir, &mcf.shared) else {
         return;
     };
+    if !mcf.sources.iter().any(|s| s.url.is_some()) {
+        return;
+    }
     let log = (*cycle).log;
     let warn = |what: String| {
         ngx::ngx_log_error!(NGX_LOG_WARN, log, "mtls: {what}");
@@ -366,10 +376,40 @@ unsafe fn keep_fetched(cycle: *mut ngx_cycle_t, mcf: &mut MainConf) {
         }
     };
     chown(dir);
-    for (source, kept) in mcf.sources.iter().zip(kept) {
-        let (Some(u), Some(kept)) = (&source.url, kept) else {
+    let now = crate::loader::now();
+    for (i, (source, fetched)) in mcf.sources.iter().zip(fetched).enumerate() {
+        let (Some(u), Some(fetched)) = (&source.url, fetched) else {
             continue;
         };
+        let slot = shared.slot(i);
+        let kept = match fetched {
+            Ok(kept) => kept,
+            Err(e) => {
+                // The loader tries again at once.
+                slot.set_error(now, &e);
+                slot.fetch.record(&Attempt {
+                    at: now,
+                    http_status: 0,
+                    bytes: None,
+                    next: now,
+                    failures: 1,
+                    validators: None,
+                });
+                continue;
+            }
+        };
+        let v = &kept.validators;
+        slot.fetch.record(&Attempt {
+            at: now,
+            http_status: 200,
+            bytes: Some(kept.body.len() as u64),
+            next: now + u.interval.as_secs() as i64,
+            failures: 0,
+            validators: Some((
+                v.etag.as_deref().unwrap_or(""),
+                v.last_modified.as_deref().unwrap_or(""),
+            )),
+        });
         match url::keep(&source.path, &u.url, &kept) {
             Ok(()) => {
                 chown(&source.path);

@@ -237,13 +237,16 @@ impl Client {
             ureq::Error::Status(code, _) => return Error::Status(code),
             ureq::Error::Transport(t) => t,
         };
+        let mut text = transport
+            .message()
+            .map_or_else(|| transport.kind().to_string(), str::to_owned);
         if let Some(io) = find::<std::io::Error>(&transport) {
             let converted = io_error(io);
             if matches!(converted, Error::Timeout | Error::Truncated) {
                 return converted;
             }
+            text = io.to_string();
         }
-        let text = transport.to_string();
         if let Some(tls) = find::<native_tls::Error>(&transport) {
             return Error::Tls(tls.to_string());
         }

@@ -189,6 +189,20 @@ my %configs = (
 		deny => 'revoked',
 		crl => 1,
 	},
+	# The same CRL fetched over HTTP from a server on loopback, asked
+	# again every 5 s (a 304 each time); the copy kept in $w/cache.
+	'url-crl' => {
+		label => '5b. module, 1M-entry CRL from a URL + 100k deny list',
+		module => 1,
+		http => "mtls_cache_dir $w/cache;",
+		server => sub {
+			'mtls_crl http://127.0.0.1:' . crl_server()
+				. '/ca.crl interval=5s max_size=256m;'
+				. " mtls_deny_list $w/deny.txt;"
+		},
+		deny => 'revoked',
+		crl => 1,
+	},
 	'crl-only' => {
 		label => 'module, 1M-entry CRL',
 		module => 1,
@@ -197,7 +211,31 @@ my %configs = (
 	},
 );
 my @throughput = grep { $only{$_} || (!%only && !$configs{$_}{extra}) }
-	qw(baseline loaded map-1 map-10k mtls-on names revocation);
+	qw(baseline loaded map-1 map-10k mtls-on names revocation url-crl);
+
+# The HTTP server of the URL-fed CRL: Python's, serving $w/crl, with
+# Last-Modified and 304 answers; started once, stopped at exit.
+my ($crl_server_pid, $crl_server_port);
+sub crl_server {
+	return $crl_server_port if $crl_server_pid;
+	mkdir "$w/crl";
+	$crl_server_port = free_port();
+	$crl_server_pid = fork // die "fork: $!\n";
+	if (!$crl_server_pid) {
+		open STDIN, '<', '/dev/null';
+		open STDERR, '>', '/dev/null';
+		open STDOUT, '>', '/dev/null';
+		{ exec 'python3', '-m', 'http.server', '--bind', '127.0.0.1',
+			'--directory', "$w/crl", $crl_server_port };
+		POSIX::_exit(1);
+	}
+	for (1 .. 100) {
+		last if IO::Socket::INET->new(PeerAddr => "127.0.0.1:$crl_server_port");
+		Time::HiRes::sleep(0.05);
+	}
+	return $crl_server_port;
+}
+END { kill 'TERM', $crl_server_pid if $crl_server_pid }
 
 # pcre_jit gives the regexes their best chance.
 sub nginx_conf {
@@ -206,6 +244,7 @@ sub nginx_conf {
 	my $load = $c->{module} ? "load_module $module;" : '';
 	my $http = $c->{http} // '';
 	my $server = $c->{server} // '';
+	$server = $server->() if ref $server;
 	my $workers = $a{workers} // 1;
 	return <<"EOF";
 user root;

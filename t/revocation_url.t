@@ -33,7 +33,7 @@ select STDOUT; $| = 1;
 
 my $t = Test::Nginx->new()
 	->has(qw/http http_ssl http_v2 socket_ssl_reused/)
-	->has_daemon('openssl')->plan(54);
+	->has_daemon('openssl')->plan(55);
 
 $t->write_file_expand('nginx.conf', <<'EOF');
 
@@ -334,6 +334,39 @@ like($check->('retries=3'), qr/\[emerg\].*unknown parameter/,
 	'unknown parameter');
 like($check->('ca=' . "$d/none.pem optional"),
 	qr/test is successful/, 'a missing CA file is an error of the fetch');
+
+# the example configuration, with the server up
+
+{
+	my $ex = Mtls::slurp('../nginx-conf/crl-from-url.conf');
+	mkdir("$d/ex");
+	mkdir("$d/ex/certs");
+	Mtls::spew("$d/ex/ca.crt", Mtls::slurp("$d/ca.crt"));
+	Mtls::spew("$d/ex/certs/api.example.com.chain.crt",
+		Mtls::slurp("$d/localhost.crt"));
+	Mtls::spew("$d/ex/certs/api.example.com.key",
+		Mtls::slurp("$d/localhost.key"));
+	$ex =~ s/%%PKI%%/$d\/ex/g;
+	$ex =~ s/%%PORT%%/'127.0.0.1:' . port(8446)/ge;
+	$ex =~ s/%%CRL_URL%%/$crl_url/g;
+	$ex =~ s{%%DENY_URL%%}{http://127.0.0.1:@{[port(8081)]}/deny.txt}g;
+	$ex =~ s{/var/cache/nginx/mtls}{$d/ex/cache};
+	$t->write_file('crl-from-url.conf', $ex);
+
+	my $http2 = http_server(port(8081), "$d/www");
+	like(nginx_t($t, <<'EOF', 'example.conf'), qr/test is successful/,
+%%TEST_GLOBALS%%
+events {
+}
+http {
+    %%TEST_GLOBALS_HTTP%%
+    include crl-from-url.conf;
+}
+EOF
+		'nginx-conf/crl-from-url.conf');
+	kill('TERM', $http2);
+	waitpid($http2, 0);
+}
 
 $t->stop();
 

@@ -60,6 +60,8 @@ pub enum Error {
     Connect(String),
     #[error("TLS handshake failed: {0}")]
     Tls(String),
+    #[error("refused to leave https: {0}")]
+    Insecure(String),
     #[error("more than {0} redirects")]
     TooManyRedirects(u32),
     #[error("unexpected HTTP status {0}")]
@@ -119,6 +121,16 @@ impl Client {
     /// `ca_file`: PEM certificates that alone are trusted for https; without
     /// it, the system's trust store.
     pub fn new(limits: Limits, ca_file: Option<&Path>) -> Result<Client, Error> {
+        Client::with_https_only(limits, ca_file, false)
+    }
+
+    /// As [`Client::new`]; with `https_only`, a redirect to `http://` is
+    /// refused, so that data asked for over https never comes in clear.
+    pub fn with_https_only(
+        limits: Limits,
+        ca_file: Option<&Path>,
+        https_only: bool,
+    ) -> Result<Client, Error> {
         let mut tls = native_tls::TlsConnector::builder();
         tls.min_protocol_version(Some(native_tls::Protocol::Tlsv12));
         if let Some(path) = ca_file {
@@ -146,6 +158,7 @@ impl Client {
             .timeout(limits.total)
             // ureq counts the final request against its limit.
             .redirects(limits.max_redirects + 1)
+            .https_only(https_only)
             .user_agent(concat!("nginx-mtls/", env!("CARGO_PKG_VERSION")))
             .build();
         Ok(Client { agent, limits })
@@ -255,6 +268,7 @@ impl Client {
             K::Dns => Error::Dns(text),
             K::ConnectionFailed => Error::Connect(text),
             K::TooManyRedirects => Error::TooManyRedirects(self.limits.max_redirects),
+            K::InsecureRequestHttpsOnly => Error::Insecure(text),
             _ => Error::Transport(text),
         }
     }
@@ -656,10 +670,16 @@ mod tests {
                     continue;
                 };
                 let mut buf = [0u8; 4096];
-                let _ = tls.read(&mut buf);
-                let _ = tls.write_all(
-                    b"HTTP/1.1 200 OK\r\nContent-Length: 6\r\nConnection: close\r\n\r\nsecret",
-                );
+                let n = tls.read(&mut buf).unwrap_or(0);
+                if buf[..n].starts_with(b"GET /downgrade") {
+                    let _ = tls.write_all(
+                        b"HTTP/1.1 302 Found\r\nLocation: http://127.0.0.1:9/crl\r\nContent-Length: 0\r\n\r\n",
+                    );
+                } else {
+                    let _ = tls.write_all(
+                        b"HTTP/1.1 200 OK\r\nContent-Length: 6\r\nConnection: close\r\n\r\nsecret",
+                    );
+                }
                 let _ = tls.shutdown();
             }
         });
@@ -673,6 +693,12 @@ mod tests {
             panic!("https with the CA file failed")
         };
         assert_eq!(r.body, b"secret");
+
+        // No redirect from https to http where https is required.
+        let strict = Client::with_https_only(limits(3000), Some(&ca), true).unwrap();
+        let downgrade = url.replace("/crl", "/downgrade");
+        let refused = strict.get(&downgrade, &Validators::default());
+        assert!(matches!(refused, Err(Error::Insecure(_))), "{refused:?}");
 
         // The system store does not know this CA.
         let system = client(3000).get(&url, &Validators::default());

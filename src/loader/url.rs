@@ -58,8 +58,14 @@ impl UrlSource {
         self.limits.read = timeout;
     }
 
+    /// A source named by an https URL is never fetched in clear, even
+    /// through a redirect: a deny list is not signed.
     pub fn client(&self) -> Result<Client, super::http::Error> {
-        Client::new(self.limits, self.ca_file.as_deref())
+        let https = self
+            .url
+            .get(..8)
+            .is_some_and(|s| s.eq_ignore_ascii_case("https://"));
+        Client::with_https_only(self.limits, self.ca_file.as_deref(), https)
     }
 }
 

@@ -211,7 +211,10 @@ pub unsafe fn init_revocation(cf: *mut ngx_conf_t) -> Result<(), ()> {
         let id = FileId::of(source).ok();
         let in_force = running.and_then(|(old, shared)| {
             let i = old.sources.iter().position(|s| {
-                s.path == source.path && s.kind == source.kind && s.url == source.url
+                // A URL is the same source whatever its parameters.
+                s.path == source.path
+                    && s.kind == source.kind
+                    && s.url.as_ref().map(|u| &u.url) == source.url.as_ref().map(|u| &u.url)
             })?;
             Some((i, shared))
         });

@@ -1203,9 +1203,14 @@ sub status_source {
 # the table files of an nginx master in /dev/shm, sorted (in scalar
 # context, how many)
 
+#
+# Each table has its status summary beside it, "TABLE.summary": left out,
+# unless "all => 1".
+
 sub shm_tables {
-	my ($master) = @_;
+	my ($master, %o) = @_;
 	my @files = sort glob("/dev/shm/ngx_mtls.$master.*");
+	@files = grep { !/\.summary\z/ } @files unless $o{all};
 	return @files;
 }
 

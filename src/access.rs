@@ -5,7 +5,8 @@ use core::ptr;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use ngx::ffi::*;
-use ngx::http::{HttpModule, HttpModuleLocationConf, Request};
+use ngx::http::{HttpModule, HttpModuleLocationConf, NgxHttpCoreModule, Request};
+use ngx::ngx_log_debug_http;
 
 use core::sync::atomic::Ordering;
 
@@ -23,7 +24,16 @@ mod revocation;
 pub enum Verdict {
     Off,
     Allow,
-    Deny(Reason),
+    Deny(Denial),
+}
+
+/// Why a request was denied, and by which revocation source (an index
+/// into `MainConf::sources`) where one decided: the log line names its
+/// file without looking again.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Denial {
+    pub reason: Reason,
+    pub source: Option<usize>,
 }
 
 impl Verdict {
@@ -37,7 +47,7 @@ impl Verdict {
 
     pub fn reason(self) -> &'static str {
         match self {
-            Verdict::Deny(reason) => reason.as_str(),
+            Verdict::Deny(denial) => denial.reason.as_str(),
             _ => "",
         }
     }
@@ -62,13 +72,28 @@ pub fn verdict(r: &mut Request) -> Verdict {
 
 fn decide(r: &Request) -> Verdict {
     let (Some(lcf), Some(mcf)) = (Module::location_conf(r), Module::main_conf(r)) else {
-        return Verdict::Deny(Reason::BadCert);
+        return Verdict::Deny(Denial {
+            reason: Reason::BadCert,
+            source: None,
+        });
     };
     if !lcf.enabled() {
+        ngx_log_debug_http!(r, "mtls: off in this location");
         return Verdict::Off;
     }
     // SAFETY: the request's connection is live while the request is.
     let cert = unsafe { client_cert(r.connection()) };
+    ngx_log_debug_http!(
+        r,
+        "mtls: rules in effect: {}; client certificate: {}",
+        lcf.policy.families(),
+        match cert {
+            ClientCert::None => "none".to_owned(),
+            ClientCert::Unverified(v) => format!("did not verify ({})", v.error_string()),
+            ClientCert::Unreadable(e) => format!("unreadable ({e})"),
+            ClientCert::Verified(_) => "verified".to_owned(),
+        }
+    );
     let chain = cert.verified().map(|v| &v.chain);
     // Read before the tables, so that a table published meanwhile makes
     // the next request decide again.
@@ -76,16 +101,25 @@ fn decide(r: &Request) -> Verdict {
     let now = ngx_now();
     let location = ptr::from_ref(lcf) as usize;
     if chain.is_some_and(|c| c.passed(location, epoch, now)) {
+        ngx_log_debug_http!(
+            r,
+            "mtls: allow, reused: passed in this location before on this connection, revocation epoch {epoch}"
+        );
         return Verdict::Allow;
     }
     let mut until = i64::MAX;
-    match lcf
+    let mut source = None;
+    let log = r.log();
+    let verdict = match lcf
         .policy
         // The policy asks only about a verified certificate, which always
         // has its chain; without one, fail closed.
         .decide(&cert.peer(), |id| {
             let c = chain.ok_or(Reason::BadCert)?;
-            until = revocation::check(mcf, lcf, id, c, now)?;
+            until = revocation::check(mcf, lcf, id, c, now, log).map_err(|failure| {
+                source = failure.source;
+                failure.reason
+            })?;
             Ok(())
         }) {
         Ok(()) => {
@@ -94,8 +128,18 @@ fn decide(r: &Request) -> Verdict {
             }
             Verdict::Allow
         }
-        Err(reason) => Verdict::Deny(reason),
-    }
+        Err(reason) => Verdict::Deny(Denial { reason, source }),
+    };
+    ngx_log_debug_http!(
+        r,
+        "mtls: {}{}{}, read of the certificate: {}",
+        verdict.decision(),
+        if verdict.reason().is_empty() { "" } else { " " },
+        verdict.reason(),
+        cert.identity()
+            .map_or_else(|| "nothing".to_owned(), |id| id.describe_read())
+    );
+    verdict
 }
 
 /// Unix time as the event loop last read it, as nginx's own checks use it.
@@ -117,7 +161,7 @@ pub extern "C" fn log_handler(r: *mut ngx_http_request_t) -> ngx_int_t {
         let counter = match verdict {
             Verdict::Off => return,
             Verdict::Allow => ALLOWED,
-            Verdict::Deny(reason) => counter_index(reason),
+            Verdict::Deny(denial) => counter_index(denial.reason),
         };
         if let Some(shared) = Module::main_conf(r).and_then(|m| m.shared.as_ref()) {
             shared.counter(counter).fetch_add(1, Ordering::Relaxed);
@@ -139,16 +183,32 @@ fn handle(r: &mut Request) -> ngx_int_t {
         // NGX_OK rather than NGX_DECLINED, so that under `satisfy any` a
         // valid certificate is enough.
         Verdict::Allow => NGX_OK as ngx_int_t,
-        Verdict::Deny(reason) => {
-            log_denial(r, reason);
-            Module::location_conf(r).map_or(NGX_HTTP_FORBIDDEN as ngx_int_t, |lcf| {
-                lcf.deny_status as ngx_int_t
-            })
+        Verdict::Deny(denial) => {
+            let status = Module::location_conf(r)
+                .map_or(NGX_HTTP_FORBIDDEN as ngx_uint_t, |lcf| lcf.deny_status);
+            log_denial(r, denial, denial_level(r, status));
+            status as ngx_int_t
         }
     }
 }
 
-fn log_denial(r: &Request, reason: Reason) {
+/// As nginx's access module: under `satisfy any`, a 403 or 401 is not yet
+/// the request's answer (another access module may allow it, and nginx
+/// logs "access forbidden by rule" if none does), so the module's line
+/// goes to `info`; any other status answers at once, and is an `error`.
+fn denial_level(r: &Request, status: ngx_uint_t) -> ngx_uint_t {
+    let any = NgxHttpCoreModule::location_conf(r)
+        .is_some_and(|clcf| clcf.satisfy == NGX_HTTP_SATISFY_ANY as ngx_uint_t);
+    let collected = matches!(status as u32, NGX_HTTP_FORBIDDEN | NGX_HTTP_UNAUTHORIZED);
+    if any && collected {
+        NGX_LOG_INFO as ngx_uint_t
+    } else {
+        NGX_LOG_ERR as ngx_uint_t
+    }
+}
+
+fn log_denial(r: &Request, denial: Denial, level: ngx_uint_t) {
+    let reason = denial.reason;
     // SAFETY: the request's connection is live while the request is.
     let cert = unsafe { client_cert(r.connection()) };
     let log = r.log();
@@ -162,7 +222,7 @@ fn log_denial(r: &Request, reason: Reason) {
                         ToString::to_string,
                     );
                     ngx::ngx_log_error!(
-                        NGX_LOG_ERR,
+                        level,
                         log,
                         "access forbidden by mtls: {}, {problem}",
                         reason.as_str()
@@ -170,20 +230,20 @@ fn log_denial(r: &Request, reason: Reason) {
                 }
                 (_, Ok(subject), Ok(serial)) => {
                     ngx::ngx_log_error!(
-                        NGX_LOG_ERR,
+                        level,
                         log,
                         "access forbidden by mtls: {}, subject: \"{}\", serial: {}{}",
                         reason.as_str(),
                         subject,
                         serial,
-                        revocation::source_note(r, reason)
+                        source_note(r, denial.source)
                     );
                 }
             }
         }
         ClientCert::Unverified(verify) => {
             ngx::ngx_log_error!(
-                NGX_LOG_ERR,
+                level,
                 log,
                 "access forbidden by mtls: {} ({})",
                 reason.as_str(),
@@ -192,19 +252,20 @@ fn log_denial(r: &Request, reason: Reason) {
         }
         ClientCert::Unreadable(e) => {
             ngx::ngx_log_error!(
-                NGX_LOG_ERR,
+                level,
                 log,
                 "access forbidden by mtls: {}, {e}",
                 reason.as_str()
             );
         }
         ClientCert::None => {
-            ngx::ngx_log_error!(
-                NGX_LOG_ERR,
-                log,
-                "access forbidden by mtls: {}",
-                reason.as_str()
-            );
+            ngx::ngx_log_error!(level, log, "access forbidden by mtls: {}", reason.as_str());
         }
     }
+}
+
+/// `, by "FILE"` where a revocation source decided.
+fn source_note(r: &Request, source: Option<usize>) -> String {
+    let path = source.and_then(|i| Some(&Module::main_conf(r)?.sources.get(i)?.path));
+    path.map_or_else(String::new, |p| format!(", by \"{}\"", p.display()))
 }

@@ -18,6 +18,7 @@ pub mod serial;
 pub mod spiffe;
 pub mod x509;
 
+use std::borrow::Borrow;
 use std::sync::OnceLock;
 
 use openssl::nid::Nid;
@@ -208,6 +209,44 @@ impl Identity {
             ("not_after", self.not_after.get().is_some()),
         ];
         read.into_iter().filter(|r| r.1).map(|r| r.0).collect()
+    }
+
+    /// What was read of the certificate so far, with the values a rule
+    /// compares, for the debug log: `cn "alice", serial 1002`.
+    pub fn describe_read(&self) -> String {
+        /// `name value` for a part that was read, `name unreadable (why)`
+        /// for one that could not be.
+        fn shown<T>(cell: &Cell<T>, name: &str, show: impl Fn(&T) -> String) -> Option<String> {
+            Some(match cell.get()? {
+                Ok(v) => format!("{name} {}", show(v)).trim_end().to_owned(),
+                Err(e) => format!("{name} unreadable ({e})"),
+            })
+        }
+        let quoted = |text: &str| format!("\"{}\"", dn::escape_value(text));
+        let parts = [
+            shown(&self.subject, "subject", |d| format!("\"{d}\"")),
+            shown(&self.cn, "cn", |c| {
+                c.as_deref()
+                    .map_or_else(|| "none a rule can match".to_owned(), quoted)
+            }),
+            shown(&self.issuer, "issuer", |d| format!("\"{d}\"")),
+            shown(&self.serial, "serial", ToString::to_string),
+            shown(&self.fingerprint, "fingerprint", |f| {
+                crate::hex::lower_hex(f)
+            }),
+            shown(&self.sans, "subjectAltName", |_| String::new()),
+            shown(&self.spiffe_id, "spiffe_id", |id| {
+                id.as_ref()
+                    .map_or_else(|| "none".to_owned(), |id| quoted(id.borrow()))
+            }),
+            shown(&self.not_after, "notAfter", ToString::to_string),
+        ];
+        let read: Vec<String> = parts.into_iter().flatten().collect();
+        if read.is_empty() {
+            "nothing".to_owned()
+        } else {
+            read.join(", ")
+        }
     }
 }
 

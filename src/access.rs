@@ -1,6 +1,7 @@
 //! The access-phase handler: the decision for each request, its per-request
 //! record for the variables, and the log line for a denial.
 
+use core::cell::Cell;
 use core::ptr;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
@@ -53,21 +54,68 @@ impl Verdict {
     }
 }
 
-/// The verdict for `r`, computed once per request and location: nginx clears
-/// module contexts on an internal redirect, so a new location decides anew.
+/// What the module keeps per request. nginx clears it on an internal
+/// redirect, but not on `rewrite ... last`, nor for a variable read in the
+/// rewrite phase before the location is found: so each entry names the
+/// location (its `LocConf`'s address) it is about.
+#[derive(Default)]
+struct RequestCtx {
+    /// The location whose access stage (the preaccess phase) the request
+    /// reached last.
+    reached: Cell<usize>,
+    /// The verdict, and the location it was made for.
+    verdict: Cell<Option<(usize, Verdict)>>,
+}
+
+/// The request's context, made on first use in the request's pool.
+fn request_ctx(r: &Request) -> Option<&RequestCtx> {
+    if let Some(ctx) = r.get_module_ctx::<RequestCtx>(Module::module()) {
+        return Some(ctx);
+    }
+    // Word-aligned, as a RequestCtx needs; it has nothing to drop.
+    let slot = r
+        .pool()
+        .alloc(core::mem::size_of::<RequestCtx>())
+        .cast::<RequestCtx>();
+    if slot.is_null() {
+        return None;
+    }
+    // SAFETY: `slot` is fresh, aligned memory for a RequestCtx in the
+    // request pool, which lives as long as the request.
+    unsafe { ptr::write(slot, RequestCtx::default()) };
+    r.set_module_ctx(slot.cast(), Module::module());
+    r.get_module_ctx::<RequestCtx>(Module::module())
+}
+
+/// The address of the request's location configuration, which names the
+/// location in [`RequestCtx`].
+fn location_id(r: &Request) -> usize {
+    Module::location_conf(r).map_or(0, |lcf| ptr::from_ref(lcf) as usize)
+}
+
+/// The verdict for `r`, computed once per request and location.
 pub fn verdict(r: &mut Request) -> Verdict {
-    if let Some(v) = r.get_module_ctx::<Verdict>(Module::module()) {
-        return *v;
+    let location = location_id(r);
+    let ctx = request_ctx(r);
+    if let Some((at, verdict)) = ctx.and_then(|c| c.verdict.get()) {
+        if at == location {
+            return verdict;
+        }
     }
     let verdict = decide(r);
-    let slot = r.pool().alloc_type::<Verdict>();
-    if !slot.is_null() {
-        // SAFETY: `slot` is fresh, aligned memory for a Verdict in the
-        // request pool, which lives as long as the request.
-        unsafe { ptr::write(slot, verdict) };
-        r.set_module_ctx(slot.cast(), Module::module());
+    if let Some(ctx) = ctx {
+        ctx.verdict.set(Some((location, verdict)));
     }
     verdict
+}
+
+/// The verdict made for the request's final location, if one was.
+fn made_verdict(r: &Request) -> Option<Verdict> {
+    let (at, verdict) = r
+        .get_module_ctx::<RequestCtx>(Module::module())?
+        .verdict
+        .get()?;
+    (at == location_id(r)).then_some(verdict)
 }
 
 fn decide(r: &Request) -> Verdict {
@@ -155,7 +203,7 @@ pub extern "C" fn log_handler(r: *mut ngx_http_request_t) -> ngx_int_t {
     // SAFETY: nginx passes the live request being processed.
     let r = unsafe { Request::from_ngx_http_request(r) };
     let _ = catch_unwind(AssertUnwindSafe(|| {
-        let Some(&verdict) = r.get_module_ctx::<Verdict>(Module::module()) else {
+        let Some(verdict) = made_verdict(r) else {
             return;
         };
         let counter = match verdict {
@@ -268,4 +316,107 @@ fn log_denial(r: &Request, denial: Denial, level: ngx_uint_t) {
 fn source_note(r: &Request, source: Option<usize>) -> String {
     let path = source.and_then(|i| Some(&Module::main_conf(r)?.sources.get(i)?.path));
     path.map_or_else(String::new, |p| format!(", by \"{}\"", p.display()))
+}
+
+/// Preaccess phase: notes that the request reached the access stage of
+/// its location, where the access handler decides. A response made before
+/// it (by `return` or `rewrite ... redirect` in the rewrite phase) is
+/// decided by [`header_filter`] instead.
+pub extern "C" fn preaccess_handler(r: *mut ngx_http_request_t) -> ngx_int_t {
+    // SAFETY: nginx passes the live request being processed.
+    let r = unsafe { Request::from_ngx_http_request(r) };
+    let _ = catch_unwind(AssertUnwindSafe(|| {
+        if r.is_main() && Module::location_conf(r).is_some_and(|lcf| lcf.enabled()) {
+            if let Some(ctx) = request_ctx(r) {
+                ctx.reached.set(location_id(r));
+            }
+        }
+    }));
+    NGX_DECLINED as ngx_int_t
+}
+
+/// The next header filter in nginx's chain, set once at configuration.
+static mut NEXT_HEADER_FILTER: ngx_http_output_header_filter_pt = None;
+
+/// Installs [`header_filter`] at the top of nginx's header filter chain.
+///
+/// # Safety
+/// Only from postconfiguration, in the single thread that reads the
+/// configuration.
+pub unsafe fn install_header_filter() {
+    NEXT_HEADER_FILTER = ngx_http_top_header_filter;
+    ngx_http_top_header_filter = Some(header_filter);
+}
+
+/// No silent bypass: where `mtls` is on in the location that answers, a
+/// response the rewrite phase made before the access phase could run
+/// (`return 200 ...;`, `rewrite ... redirect;`) is decided here, for the
+/// location that answers (after `rewrite ... last`, the new one). A denial
+/// replaces the response with `mtls_deny_status`, as nginx's image filter
+/// replaces one it refuses.
+///
+/// Left as they are: subrequests (the access phase skips them too);
+/// responses before the phases started (nginx's own 400, 495, 496, ...);
+/// error pages being served (`error_page`); responses with a status of 400
+/// or above, which answer with an error either way.
+extern "C" fn header_filter(r: *mut ngx_http_request_t) -> ngx_int_t {
+    // SAFETY: nginx passes the live request whose header is being sent.
+    let req = unsafe { Request::from_ngx_http_request(r) };
+    match catch_unwind(AssertUnwindSafe(|| decide_bypass(req))) {
+        Ok(Some(rc)) => rc,
+        Ok(None) => next_header_filter(r),
+        Err(_) => NGX_ERROR as ngx_int_t,
+    }
+}
+
+fn next_header_filter(r: *mut ngx_http_request_t) -> ngx_int_t {
+    // SAFETY: set once at configuration, before any request, and read
+    // only on the event loop.
+    match unsafe { NEXT_HEADER_FILTER } {
+        // SAFETY: nginx's own filter, called with the request it was given.
+        Some(next) => unsafe { next(r) },
+        None => NGX_ERROR as ngx_int_t,
+    }
+}
+
+/// `Some(rc)` where the response is replaced by a denial.
+fn decide_bypass(r: &mut Request) -> Option<ngx_int_t> {
+    let raw: &ngx_http_request_t = r.as_ref();
+    if !r.is_main()
+        || raw.uri_changes() == 0
+        || raw.error_page() != 0
+        || raw.headers_out.status >= NGX_HTTP_BAD_REQUEST as ngx_uint_t
+    {
+        return None;
+    }
+    let lcf = Module::location_conf(r)?;
+    if !lcf.enabled() {
+        return None;
+    }
+    let location = location_id(r);
+    if r.get_module_ctx::<RequestCtx>(Module::module())
+        .is_some_and(|ctx| ctx.reached.get() == location)
+    {
+        return None;
+    }
+    ngx_log_debug_http!(
+        r,
+        "mtls: a response made before the access phase (status {}), deciding it now",
+        raw.headers_out.status
+    );
+    let Verdict::Deny(denial) = verdict(r) else {
+        return None;
+    };
+    let status = lcf.deny_status;
+    log_denial(r, denial, NGX_LOG_ERR as ngx_uint_t);
+    if status == NGX_HTTP_CLOSE as ngx_uint_t {
+        // 444: no response at all; nginx closes the connection.
+        return Some(NGX_ERROR as ngx_int_t);
+    }
+    let module: *const ngx_module_t = Module::module();
+    // SAFETY: the live request, this module (whose context nginx keeps),
+    // and a status nginx's special responses know (400 to 599).
+    Some(unsafe {
+        ngx_http_filter_finalize_request(r.into(), module.cast_mut(), status as ngx_int_t)
+    })
 }

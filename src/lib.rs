@@ -66,7 +66,11 @@ mod module {
             let Some(cmcf) = NgxHttpCoreModule::main_conf_mut(&*cf) else {
                 return NGX_ERROR as ngx_int_t;
             };
-            let handlers: [(_, extern "C" fn(*mut ngx_http_request_t) -> ngx_int_t); 2] = [
+            let handlers: [(_, extern "C" fn(*mut ngx_http_request_t) -> ngx_int_t); 3] = [
+                (
+                    ngx_http_phases_NGX_HTTP_PREACCESS_PHASE,
+                    crate::access::preaccess_handler,
+                ),
                 (
                     ngx_http_phases_NGX_HTTP_ACCESS_PHASE,
                     crate::access::access_handler,
@@ -84,6 +88,7 @@ mod module {
                 }
                 *h = Some(handler);
             }
+            crate::access::install_header_filter();
             NGX_OK as ngx_int_t
         }
     }

@@ -293,13 +293,19 @@ pub fn rfc3339(unix: i64) -> String {
 /// Unix time of a UTC date (proleptic Gregorian calendar) and the seconds
 /// into that day: the inverse of [`rfc3339`]'s reckoning.
 pub fn unix_time(year: i64, month: i64, day: i64, secs: i64) -> i64 {
-    let y = if month <= 2 { year - 1 } else { year };
-    let era = y.div_euclid(400);
-    let yoe = y.rem_euclid(400);
-    let mp = (month + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + day - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    (era * 146_097 + doe - 719_468) * 86_400 + secs
+    // Certificates' years (0 to 9999) and seconds of a day fit in an int.
+    let int = |v: i64| libc::c_int::try_from(v).unwrap_or(libc::c_int::MAX);
+    // SAFETY: a zeroed tm is valid; timegm reads it, normalizes it in
+    // place (the seconds of the day carry into hours and minutes) and
+    // reads no time zone.
+    unsafe {
+        let mut tm: libc::tm = core::mem::zeroed();
+        tm.tm_year = int(year - 1900);
+        tm.tm_mon = int(month - 1);
+        tm.tm_mday = int(day);
+        tm.tm_sec = int(secs);
+        libc::timegm(&mut tm)
+    }
 }
 
 /// An X.509-SVID carries exactly one URI SAN, a valid SPIFFE ID, and is not

@@ -468,48 +468,31 @@ fn blocks(
 }
 
 fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
-    let mut from = 0;
-    while let Some(at) = haystack[from..].iter().position(|&b| b == needle[0]) {
-        if haystack[from + at..].starts_with(needle) {
-            return Some(from + at);
-        }
-        from += at + 1;
-    }
-    None
+    memchr::memmem::find(haystack, needle)
 }
 
-/// Decodes base64 (RFC 4648, with padding), ignoring whitespace.
+/// Decodes base64 (RFC 4648, with padding), ignoring whitespace; as
+/// lenient as OpenSSL about the unused bits of the last group.
 fn base64(text: &[u8]) -> Result<Vec<u8>, &'static str> {
-    let mut out = Vec::with_capacity(text.len() / 4 * 3);
-    let (mut group, mut len, mut padding) = (0u32, 0, 0);
-    for &c in text {
-        let value = match c {
-            b'A'..=b'Z' => c - b'A',
-            b'a'..=b'z' => c - b'a' + 26,
-            b'0'..=b'9' => c - b'0' + 52,
-            b'+' => 62,
-            b'/' => 63,
-            b'=' => 0,
-            b' ' | b'\t' | b'\r' | b'\n' => continue,
-            _ => return Err("invalid base64"),
-        };
-        if c == b'=' {
-            padding += 1;
-        } else if padding > 0 {
+    static BASE64: std::sync::LazyLock<data_encoding::Encoding> = std::sync::LazyLock::new(|| {
+        let mut spec = data_encoding::BASE64.specification();
+        spec.ignore.push_str(" \t\r\n");
+        spec.check_trailing_bits = false;
+        spec.encoding().expect("a valid base64 specification")
+    });
+    // data-encoding reads "TQ==TWFu" as two padded groups; a PEM body,
+    // as OpenSSL reads it, ends at its padding.
+    let data = |c: &u8| !b"= \t\r\n".contains(c);
+    if let Some(pad) = memchr::memchr(b'=', text) {
+        if text[pad..].iter().any(data) {
             return Err("invalid base64 padding");
         }
-        group = group << 6 | u32::from(value);
-        len += 1;
-        if len == 4 {
-            out.extend_from_slice(&group.to_be_bytes()[1..]);
-            (group, len) = (0, 0);
-        }
     }
-    if len != 0 || padding > 2 {
-        return Err("invalid base64 length");
-    }
-    out.truncate(out.len() - padding);
-    Ok(out)
+    BASE64.decode(text).map_err(|e| match e.kind {
+        data_encoding::DecodeKind::Length => "invalid base64 length",
+        data_encoding::DecodeKind::Padding => "invalid base64 padding",
+        _ => "invalid base64",
+    })
 }
 
 #[cfg(test)]

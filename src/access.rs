@@ -146,7 +146,8 @@ fn decide(r: &Request) -> Verdict {
     // Read before the tables, so that a table published meanwhile makes
     // the next request decide again.
     let epoch = mcf.shared.as_ref().map_or(0, |s| s.epoch());
-    let now = ngx_now();
+    // Unix time as the event loop last read it, as nginx's own checks use it.
+    let now = ngx_time();
     let location = ptr::from_ref(lcf) as usize;
     if chain.is_some_and(|c| c.passed(location, epoch, now)) {
         ngx_log_debug_http!(
@@ -188,13 +189,6 @@ fn decide(r: &Request) -> Verdict {
             .map_or_else(|| "nothing".to_owned(), |id| id.describe_read())
     );
     verdict
-}
-
-/// Unix time as the event loop last read it, as nginx's own checks use it.
-pub fn ngx_now() -> i64 {
-    // SAFETY: read on the event loop's thread, for which nginx keeps
-    // `ngx_cached_time` pointing at a complete time slot.
-    unsafe { (*ptr::read_volatile(ptr::addr_of!(ngx_cached_time))).sec as i64 }
 }
 
 /// Log phase: counts the request once, with the decision of the location

@@ -97,15 +97,33 @@ pub struct Loaded {
     pub read_ms: u64,
 }
 
+/// Why a source could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error(transparent)]
+    Crl(#[from] crl::CrlError),
+    #[error(transparent)]
+    DenyList(#[from] denylist::DenyListError),
+    #[error("cannot publish \"{path}\": {source}")]
+    Publish {
+        path: String,
+        source: std::io::Error,
+    },
+}
+
 /// Reads `source`. `in_force` is the table published before, if any: a CRL
 /// older than the one in force is refused.
-pub fn read(source: &Source, cas: &[X509], in_force: Option<&Table<'_>>) -> Result<Loaded, String> {
+pub fn read(
+    source: &Source,
+    cas: &[X509],
+    in_force: Option<&Table<'_>>,
+) -> Result<Loaded, LoadError> {
     let start = Instant::now();
     let (table, summary) = match source.kind {
         Kind::Crl => {
-            let loaded = crl::load(&source.path, cas).map_err(|e| e.to_string())?;
+            let loaded = crl::load(&source.path, cas)?;
             if let Some(old) = in_force {
-                loaded.check_newer_than(old).map_err(|e| e.to_string())?;
+                loaded.check_newer_than(old)?;
             }
             let mut summary = String::new();
             for c in &loaded.crls {
@@ -122,7 +140,7 @@ pub fn read(source: &Source, cas: &[X509], in_force: Option<&Table<'_>>) -> Resu
             (loaded.table, summary)
         }
         Kind::DenyList => {
-            let loaded = denylist::load(&source.path).map_err(|e| e.to_string())?;
+            let loaded = denylist::load(&source.path)?;
             (loaded.table, String::new())
         }
     };
@@ -240,7 +258,10 @@ impl Loader {
             self.shared
                 .publish(i, &loaded, now())
                 .map(|()| loaded.read_ms)
-                .map_err(|e| format!("cannot publish \"{}\": {e}", source.path.display()))
+                .map_err(|e| LoadError::Publish {
+                    path: source.path.display().to_string(),
+                    source: e,
+                })
         });
         slot.set_loading(false);
         release_memory();
@@ -257,7 +278,7 @@ impl Loader {
                 Reload::Published
             }
             Err(e) => {
-                self.shared.slot(i).set_error(now(), &e);
+                self.shared.slot(i).set_error(now(), &e.to_string());
                 link.say(true, &format!("{e}, previous data stays in force"));
                 Reload::Failed
             }

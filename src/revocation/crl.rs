@@ -83,7 +83,7 @@ pub enum CrlError {
         issuer: String,
     },
     #[error("{crl} is older than the one in force ({why})")]
-    Older { crl: String, why: String },
+    Older { crl: String, why: Regression },
     #[error("CRLs in \"{file}\": {source}")]
     Table { file: String, source: TableError },
 }
@@ -141,15 +141,23 @@ pub fn check_newer(old: &IssuerInfo, new: &IssuerInfo) -> Result<(), CrlError> {
     })
 }
 
-fn older(old: &IssuerInfo, new: &IssuerInfo) -> Result<(), String> {
+/// How a CRL is older than the one in force.
+#[derive(Debug, thiserror::Error)]
+pub enum Regression {
+    #[error("CRL number {new}, in force {old}")]
+    Number { new: CrlNumber, old: CrlNumber },
+    #[error("thisUpdate {}, in force {}", rfc3339(*new), rfc3339(*old))]
+    ThisUpdate { new: i64, old: i64 },
+}
+
+fn older(old: &IssuerInfo, new: &IssuerInfo) -> Result<(), Regression> {
     match (old.number, new.number) {
-        (Some(old), Some(new)) if new < old => Err(format!("CRL number {new}, in force {old}")),
+        (Some(old), Some(new)) if new < old => Err(Regression::Number { new, old }),
         (Some(_), Some(_)) => Ok(()),
-        _ if new.this_update < old.this_update => Err(format!(
-            "thisUpdate {}, in force {}",
-            rfc3339(new.this_update),
-            rfc3339(old.this_update)
-        )),
+        _ if new.this_update < old.this_update => Err(Regression::ThisUpdate {
+            new: new.this_update,
+            old: old.this_update,
+        }),
         _ => Ok(()),
     }
 }

@@ -24,7 +24,7 @@ select STDERR; $| = 1;
 select STDOUT; $| = 1;
 
 my $t = Test::Nginx->new()->has(qw/http http_ssl rewrite/)
-	->has_daemon('openssl')->plan(30);
+	->has_daemon('openssl')->plan(32);
 
 $t->write_file_expand('nginx.conf', <<'EOF');
 
@@ -217,6 +217,12 @@ my $ka = Mtls::KeepAlive->new(port => port(8443), cert => "$d/alice");
 is(Mtls::outcome($ka && $ka->get('/api/x')), '200 allow', 'keep-alive: alice');
 is(Mtls::outcome($ka && $ka->get('/api/y')), '200 allow',
 	'keep-alive: alice again');
+
+$ka = Mtls::KeepAlive->new(port => port(8443), cert => "$d/bob");
+is(Mtls::outcome($ka && $ka->get('/api/x')), '403 deny not_allowed',
+	'keep-alive: bob denied');
+is(Mtls::outcome($ka && $ka->get('/admin/')), 'no response',
+	'keep-alive: then the connection is closed');
 
 ###############################################################################
 

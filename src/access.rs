@@ -54,16 +54,12 @@ impl Verdict {
     }
 }
 
-/// What the module keeps per request. nginx clears it on an internal
-/// redirect, but not on `rewrite ... last`, nor for a variable read in the
-/// rewrite phase before the location is found: so each entry names the
-/// location (its `LocConf`'s address) it is about.
+/// What the module keeps per request: the verdict, and the location (its
+/// `LocConf`'s address) it was made for. nginx clears it on an internal
+/// redirect, but not on `rewrite ... last`, nor after a variable read in
+/// the rewrite phase before the location is found.
 #[derive(Default)]
 struct RequestCtx {
-    /// The location whose access stage (the preaccess phase) the request
-    /// reached last.
-    reached: Cell<usize>,
-    /// The verdict, and the location it was made for.
     verdict: Cell<Option<(usize, Verdict)>>,
 }
 
@@ -312,21 +308,29 @@ fn source_note(r: &Request, source: Option<usize>) -> String {
     path.map_or_else(String::new, |p| format!(", by \"{}\"", p.display()))
 }
 
-/// Preaccess phase: notes that the request reached the access stage of
-/// its location, where the access handler decides. A response made before
-/// it (by `return` or `rewrite ... redirect` in the rewrite phase) is
-/// decided by [`header_filter`] instead.
-pub extern "C" fn preaccess_handler(r: *mut ngx_http_request_t) -> ngx_int_t {
-    // SAFETY: nginx passes the live request being processed.
-    let r = unsafe { Request::from_ngx_http_request(r) };
-    let _ = catch_unwind(AssertUnwindSafe(|| {
-        if r.is_main() && Module::location_conf(r).is_some_and(|lcf| lcf.enabled()) {
-            if let Some(ctx) = request_ctx(r) {
-                ctx.reached.set(location_id(r));
-            }
+/// The index of the access handler in nginx's phase engine: a request
+/// whose `phase_handler` is below it has not reached its location's access
+/// phase. `usize::MAX` where it was not found (then nothing is decided in
+/// the header filter).
+///
+/// # Safety
+/// `cycle` must be a cycle whose http configuration is complete.
+pub unsafe fn access_phase_index(cycle: &ngx_cycle_t) -> usize {
+    let Some(cmcf) = NgxHttpCoreModule::main_conf(cycle) else {
+        return usize::MAX;
+    };
+    let ours = access_handler as extern "C" fn(*mut ngx_http_request_t) -> ngx_int_t;
+    let mut ph = cmcf.phase_engine.handlers;
+    let mut i = 0;
+    // nginx ends the array with a null checker.
+    while !ph.is_null() && (*ph).checker.is_some() {
+        if (*ph).handler.is_some_and(|h| h as usize == ours as usize) {
+            return i;
         }
-    }));
-    NGX_DECLINED as ngx_int_t
+        ph = ph.add(1);
+        i += 1;
+    }
+    usize::MAX
 }
 
 /// The next header filter in nginx's chain, set once at configuration.
@@ -344,10 +348,11 @@ pub unsafe fn install_header_filter() {
 
 /// No silent bypass: where `mtls` is on in the location that answers, a
 /// response the rewrite phase made before the access phase could run
-/// (`return 200 ...;`, `rewrite ... redirect;`) is decided here, for the
-/// location that answers (after `rewrite ... last`, the new one). A denial
-/// replaces the response with `mtls_deny_status`, as nginx's image filter
-/// replaces one it refuses.
+/// (`return 200 ...;`, `rewrite ... redirect;`: the request's
+/// `phase_handler` is still below the access handler's) is decided here,
+/// for the location that answers (after `rewrite ... last`, the new one).
+/// A denial replaces the response with `mtls_deny_status`, as nginx's image
+/// filter replaces one it refuses.
 ///
 /// Left as they are: subrequests (the access phase skips them too);
 /// responses before the phases started (nginx's own 400, 495, 496, ...);
@@ -376,7 +381,9 @@ fn next_header_filter(r: *mut ngx_http_request_t) -> ngx_int_t {
 /// `Some(rc)` where the response is replaced by a denial.
 fn decide_bypass(r: &mut Request) -> Option<ngx_int_t> {
     let raw: &ngx_http_request_t = r.as_ref();
-    if !r.is_main()
+    let access_phase = Module::main_conf(r).map_or(usize::MAX, |mcf| mcf.access_phase);
+    if usize::try_from(raw.phase_handler).map_or(true, |at| at >= access_phase)
+        || !r.is_main()
         || raw.uri_changes() == 0
         || raw.error_page() != 0
         || raw.headers_out.status >= NGX_HTTP_BAD_REQUEST as ngx_uint_t
@@ -385,12 +392,6 @@ fn decide_bypass(r: &mut Request) -> Option<ngx_int_t> {
     }
     let lcf = Module::location_conf(r)?;
     if !lcf.enabled() {
-        return None;
-    }
-    let location = location_id(r);
-    if r.get_module_ctx::<RequestCtx>(Module::module())
-        .is_some_and(|ctx| ctx.reached.get() == location)
-    {
         return None;
     }
     ngx_log_debug_http!(

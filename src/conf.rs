@@ -116,6 +116,9 @@ pub struct MainConf {
     pub loaded: Vec<Option<FileId>>,
     /// Tables read with the configuration, published once it is accepted.
     pub pending: Vec<Option<Loaded>>,
+    /// Where the access handler is in this configuration's phase engine,
+    /// set once it is complete (see `access::access_phase_index`).
+    pub access_phase: usize,
 }
 
 impl Default for MainConf {
@@ -127,6 +130,7 @@ impl Default for MainConf {
             shared: None,
             loaded: Vec::new(),
             pending: Vec::new(),
+            access_phase: usize::MAX,
         }
     }
 }

@@ -68,11 +68,7 @@ mod module {
             let Some(cmcf) = NgxHttpCoreModule::main_conf_mut(&*cf) else {
                 return NGX_ERROR as ngx_int_t;
             };
-            let handlers: [(_, extern "C" fn(*mut ngx_http_request_t) -> ngx_int_t); 3] = [
-                (
-                    ngx_http_phases_NGX_HTTP_PREACCESS_PHASE,
-                    crate::access::preaccess_handler,
-                ),
+            let handlers: [(_, extern "C" fn(*mut ngx_http_request_t) -> ngx_int_t); 2] = [
                 (
                     ngx_http_phases_NGX_HTTP_ACCESS_PHASE,
                     crate::access::access_handler,
@@ -143,7 +139,10 @@ mod module {
     extern "C" fn init_module(cycle: *mut ngx_cycle_t) -> ngx_int_t {
         // SAFETY: as in init_process.
         let published = std::panic::catch_unwind(|| unsafe {
-            Module::main_conf_mut(&*cycle).map_or(Ok(()), |mcf| crate::conf::publish(mcf))
+            Module::main_conf_mut(&*cycle).map_or(Ok(()), |mcf| {
+                mcf.access_phase = crate::access::access_phase_index(&*cycle);
+                crate::conf::publish(mcf)
+            })
         });
         crate::loader::release_memory();
         match published {

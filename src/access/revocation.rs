@@ -130,21 +130,25 @@ pub fn check(
                     Ok(fresh_until)
                 })
             });
-            let role = format!(
-                "{} (serial {})",
-                if link.is_ca {
-                    "a CA of the chain"
-                } else {
-                    "the leaf"
-                },
-                link.serial
-            );
+            let role = if link.is_ca {
+                "a CA of the chain"
+            } else {
+                "the leaf"
+            };
+            let serial = &link.serial;
             match &verdict {
-                None => consulted(i, &format_args!("no CRL for the issuer of {role}")),
-                Some(Ok(until)) => {
-                    consulted(i, &format_args!("{role} not revoked, fresh until {until}"))
-                }
-                Some(Err(f)) => consulted(i, &format_args!("{role}: {}", f.reason.as_str())),
+                None => consulted(
+                    i,
+                    &format_args!("no CRL for the issuer of {role} (serial {serial})"),
+                ),
+                Some(Ok(until)) => consulted(
+                    i,
+                    &format_args!("{role} (serial {serial}) not revoked, fresh until {until}"),
+                ),
+                Some(Err(f)) => consulted(
+                    i,
+                    &format_args!("{role} (serial {serial}): {}", f.reason.as_str()),
+                ),
             }
             match verdict {
                 Some(Err(failure)) => return Err(failure),

@@ -1,5 +1,6 @@
 //! The access-phase handler: the decision for each request, its per-request
-//! record for the variables, and the log line for a denial.
+//! record for the variables, and the log line for a denial; and the header
+//! filter that decides a response made before the access phase.
 
 use core::cell::Cell;
 use core::ptr;
@@ -121,8 +122,8 @@ fn decide(r: &Request) -> Verdict {
             source: None,
         });
     };
+    // Where it is off, the module says nothing, not even in the debug log.
     if !lcf.enabled() {
-        ngx_log_debug_http!(r, "mtls: off in this location");
         return Verdict::Off;
     }
     // SAFETY: the request's connection is live while the request is.

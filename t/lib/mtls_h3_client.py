@@ -31,6 +31,7 @@ import pickle
 import ssl
 import sys
 
+import aioquic.tls
 from aioquic.asyncio import connect
 from aioquic.asyncio.protocol import QuicConnectionProtocol
 from aioquic.h3.connection import H3_ALPN, H3Connection
@@ -39,6 +40,20 @@ from aioquic.quic.configuration import QuicConfiguration
 from aioquic.quic.events import ConnectionTerminated, HandshakeCompleted, StreamReset
 
 TIMEOUT = 10
+
+# aioquic writes a ClientHello that offers a session into a scratch buffer
+# of 1 KiB; nginx's stateless tickets carry the client certificate and
+# often do not fit. Its scratch buffers get 16 KiB, as its CRYPTO buffers.
+_buffer = aioquic.tls.Buffer
+
+
+def _roomy_buffer(capacity=0, data=None):
+    if data is not None:
+        return _buffer(data=data)
+    return _buffer(capacity=max(capacity, 16384))
+
+
+aioquic.tls.Buffer = _roomy_buffer
 
 
 class Client(QuicConnectionProtocol):

@@ -57,7 +57,7 @@ BAIL_OUT("nginx has HTTP/3, the test client needs $missing") if $missing;
 
 my $curl = Mtls::H3::curl_missing();
 
-$t->plan(39);
+$t->plan(40);
 
 my $tls = <<'EOF';
         ssl_certificate localhost.crt;
@@ -156,6 +156,16 @@ http {
             add_header X-Spiffe $mtls_spiffe_id always;
             add_header X-Not-After $mtls_not_after always;
             add_header X-Expires-In $mtls_expires_in always;
+        }
+    }
+
+    server {
+        listen       127.0.0.1:%%PORT_8080%%;
+        server_name  localhost;
+
+        location /status {
+            mtls off;
+            mtls_status;
         }
     }
 
@@ -353,6 +363,22 @@ my $carol = Mtls::H3->new(port => port(8443), cert => "$d/bob");
 is(outcome($carol && $carol->get('/a')), '403 deny not_allowed',
 	'second client: its own decision');
 $carol->close() if $carol;
+
+# the counters of mtls_status count HTTP/3 requests
+
+my $before = Mtls::mtls_status(port(8080));
+$_ && $_->get('/a') for h3('alice', 8443), h3('bob', 8443), h3(undef, 8443),
+	h3('carol', 8443), h3('carol', 8443);
+my $after = Mtls::mtls_status(port(8080));
+
+my %delta = map {
+	my ($b, $a) = ($before->{requests}, $after->{requests});
+	$_ => $_ eq 'allowed' ? $a->{$_} - $b->{$_}
+		: $a->{denied}{$_} - $b->{denied}{$_}
+} qw/allowed not_allowed no_cert revoked issuer/;
+
+is_deeply(\%delta, { allowed => 1, not_allowed => 1, no_cert => 1,
+	revoked => 2, issuer => 0 }, 'counters');
 
 # curl, another QUIC stack
 

@@ -58,7 +58,7 @@ BAIL_OUT("nginx has HTTP/3, the test client needs $missing") if $missing;
 
 my $zero_rtt = $t->has_version('1.29.1') && $t->has_feature('openssl:3.5.1');
 
-$t->plan(33);
+$t->plan(36);
 
 $t->write_file_expand('nginx.conf', <<'EOF');
 
@@ -287,7 +287,41 @@ is($info && $info->{early_data_accepted}, $accepted,
 	'0-RTT: revoked, early data ' . ($zero_rtt ? '' : 'not ') . 'accepted');
 is(header($r, 'X-Early'), $early, '0-RTT: revoked, $ssl_early_data');
 
+# the revocation loader, forked by worker 0, holds none of its QUIC sockets
+
+my @loaders = Mtls::loaders(Mtls::master_pid($t));
+my %quic = map { $_ => 1 } quic_sockets(map { port($_) } 8443, 8444, 8445);
+my ($worker) = Mtls::workers($t);
+
+is(scalar @loaders, 1, 'loader: one');
+is(scalar(grep { $quic{$_} } sockets($worker)), 3, 'worker: QUIC sockets');
+is(join(' ', grep { $quic{$_} } map { sockets($_->[0]) } @loaders), '',
+	'loader: no QUIC socket');
+
 ###############################################################################
+
+# the inodes of the UDP sockets bound to these ports on 127.0.0.1
+
+sub quic_sockets {
+	my %ports = map { sprintf('0100007F:%04X', $_) => 1 } @_;
+	my @inodes;
+
+	open my $fh, '<', '/proc/net/udp' or return ();
+	while (<$fh>) {
+		my @f = split ' ';
+		push @inodes, $f[9] if $ports{$f[1] // ''};
+	}
+
+	return @inodes;
+}
+
+# the inodes of a process's sockets
+
+sub sockets {
+	my ($pid) = @_;
+	return map { (readlink($_) // '') =~ /^socket:\[(\d+)\]$/ ? $1 : () }
+		glob "/proc/$pid/fd/*";
+}
 
 # one request on a new connection that resumes the session of a ticket;
 # in list context also the client's view of the handshake

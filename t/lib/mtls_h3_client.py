@@ -11,8 +11,9 @@ Commands on standard input, one JSON line on standard output for each:
     GET /a [/b ...]   the paths as concurrent streams; answers
                       {"responses": [{"status", "headers", "body"} or
                       {"status": "reset", "error": code}, ...]}
-    INFO              waits for the handshake; answers {"resumed",
-                      "early_data_accepted", "local_port", "requests"}
+    INFO              waits for the handshake; answers {"handshake",
+                      "resumed", "early_data_accepted", "local_port",
+                      "requests", "terminated"}
     TICKET            waits (2 s at most) for a session ticket, saved to
                       --ticket; answers {"ticket": true|false}
     QUIT              closes the connection; answers {"closed": true}

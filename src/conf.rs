@@ -117,6 +117,9 @@ pub struct MainConf {
     pub loaded: Vec<Option<FileId>>,
     /// Tables read with the configuration, published once it is accepted.
     pub pending: Vec<Option<Loaded>>,
+    /// Where the access handler is in this configuration's phase engine,
+    /// set once it is complete (see `access::access_phase_index`).
+    pub access_phase: usize,
     /// `mtls_cache_dir`: where the copies of URL sources are kept.
     pub cache_dir: Option<std::path::PathBuf>,
     /// For each URL source, the body fetched with the configuration, kept
@@ -133,6 +136,7 @@ impl Default for MainConf {
             shared: None,
             loaded: Vec::new(),
             pending: Vec::new(),
+            access_phase: usize::MAX,
             cache_dir: None,
             fetched: Vec::new(),
         }
@@ -305,8 +309,38 @@ extern "C" fn check_reload_interval(
 /// `cf` must be the `ngx_conf_t` nginx passes to a directive handler; its
 /// `args` array then holds `nelts` initialized `ngx_str_t`, the name first.
 unsafe fn args<'a>(cf: *mut ngx_conf_t) -> &'a [ngx_str_t] {
-    let args = &*(*cf).args;
-    core::slice::from_raw_parts(args.elts as *const ngx_str_t, args.nelts)
+    (*(*cf).args).as_slice::<ngx_str_t>()
+}
+
+/// Why the configuration is refused, logged at `emerg` by the module's
+/// postconfiguration and init_module hooks.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfError {
+    #[error("mtls: the module's configuration is missing")]
+    NoConfiguration,
+    #[error(
+        "\"mtls\" in {used_in} requires \"ssl_verify_client\" in the server defined in {server}"
+    )]
+    NoVerifyClient { used_in: String, server: String },
+    #[error("mtls: cannot read CA certificates from \"{path}\": {source}")]
+    CaFile { path: String, source: CaFileError },
+    #[error("mtls: {0}")]
+    Source(#[from] crate::loader::LoadError),
+    #[error("mtls: cannot create shared memory: {0}")]
+    SharedMemory(std::io::Error),
+    #[error("mtls: cannot publish \"{path}\" in /dev/shm: {source}")]
+    Publish {
+        path: String,
+        source: std::io::Error,
+    },
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CaFileError {
+    #[error(transparent)]
+    Read(#[from] std::io::Error),
+    #[error(transparent)]
+    Pem(#[from] openssl::error::ErrorStack),
 }
 
 /// Logs `"NAME" directive has invalid value "VALUE": REASON` at `emerg`;

@@ -59,8 +59,10 @@ mod module {
         }
 
         unsafe extern "C" fn postconfiguration(cf: *mut ngx_conf_t) -> ngx_int_t {
-            if crate::conf::check_servers(cf).is_err() || crate::conf::init_revocation(cf).is_err()
+            if let Err(e) =
+                crate::conf::check_servers(cf).and_then(|()| crate::conf::init_revocation(cf))
             {
+                ngx::ngx_log_error!(NGX_LOG_EMERG, (*cf).log, "{e}");
                 return NGX_ERROR as ngx_int_t;
             }
             let Some(cmcf) = NgxHttpCoreModule::main_conf_mut(&*cf) else {
@@ -84,6 +86,7 @@ mod module {
                 }
                 *h = Some(handler);
             }
+            crate::access::install_header_filter();
             NGX_OK as ngx_int_t
         }
     }
@@ -136,12 +139,20 @@ mod module {
     extern "C" fn init_module(cycle: *mut ngx_cycle_t) -> ngx_int_t {
         // SAFETY: as in init_process.
         let published = std::panic::catch_unwind(|| unsafe {
-            Module::main_conf_mut(&*cycle).map_or(Ok(()), |mcf| crate::conf::publish(cycle, mcf))
+            Module::main_conf_mut(&*cycle).map_or(Ok(()), |mcf| {
+                mcf.access_phase = crate::access::access_phase_index(&*cycle);
+                crate::conf::publish(cycle, mcf)
+            })
         });
         crate::loader::release_memory();
         match published {
             Ok(Ok(())) => NGX_OK as ngx_int_t,
-            _ => NGX_ERROR as ngx_int_t,
+            Ok(Err(e)) => {
+                // SAFETY: nginx passes its live cycle, whose log is set.
+                ngx::ngx_log_error!(NGX_LOG_EMERG, unsafe { (*cycle).log }, "{e}");
+                NGX_ERROR as ngx_int_t
+            }
+            Err(_) => NGX_ERROR as ngx_int_t,
         }
     }
 

@@ -112,21 +112,44 @@ pub struct Loaded {
     pub read_ms: u64,
 }
 
+/// Why a source could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error(transparent)]
+    Crl(#[from] crl::CrlError),
+    #[error(transparent)]
+    DenyList(#[from] denylist::DenyListError),
+    #[error("cannot publish \"{path}\": {source}")]
+    Publish {
+        path: String,
+        source: std::io::Error,
+    },
+    /// A URL source that could neither be fetched nor read from its copy.
+    #[error("{0}")]
+    Url(String),
+}
+
 /// Reads `source`'s file. `in_force` is the table published before, if
 /// any: a CRL older than the one in force is refused.
-pub fn read(source: &Source, cas: &[X509], in_force: Option<&Table<'_>>) -> Result<Loaded, String> {
+pub fn read(
+    source: &Source,
+    cas: &[X509],
+    in_force: Option<&Table<'_>>,
+) -> Result<Loaded, LoadError> {
     let file = source.path.display().to_string();
-    let data = std::fs::read(&source.path).map_err(|e| match source.kind {
-        Kind::Crl => crl::CrlError::Read {
-            file: file.clone(),
-            source: e,
+    let data = std::fs::read(&source.path).map_err(|e| -> LoadError {
+        match source.kind {
+            Kind::Crl => crl::CrlError::Read {
+                file: file.clone(),
+                source: e,
+            }
+            .into(),
+            Kind::DenyList => denylist::DenyListError::Read {
+                file: file.clone(),
+                source: e,
+            }
+            .into(),
         }
-        .to_string(),
-        Kind::DenyList => denylist::DenyListError::Read {
-            file: file.clone(),
-            source: e,
-        }
-        .to_string(),
     })?;
     read_bytes(source, &data, &file, cas, in_force)
 }
@@ -139,13 +162,13 @@ pub fn read_bytes(
     name: &str,
     cas: &[X509],
     in_force: Option<&Table<'_>>,
-) -> Result<Loaded, String> {
+) -> Result<Loaded, LoadError> {
     let start = Instant::now();
     let (table, summary) = match source.kind {
         Kind::Crl => {
-            let loaded = crl::parse(data, name, cas).map_err(|e| e.to_string())?;
+            let loaded = crl::parse(data, name, cas)?;
             if let Some(old) = in_force {
-                loaded.check_newer_than(old).map_err(|e| e.to_string())?;
+                loaded.check_newer_than(old)?;
             }
             let mut summary = String::new();
             for c in &loaded.crls {
@@ -162,7 +185,7 @@ pub fn read_bytes(
             (loaded.table, summary)
         }
         Kind::DenyList => {
-            let loaded = denylist::parse(data, name).map_err(|e| e.to_string())?;
+            let loaded = denylist::parse(data, name)?;
             (loaded.table, String::new())
         }
     };
@@ -445,7 +468,10 @@ impl Loader {
             self.shared
                 .publish(i, &loaded, now())
                 .map(|()| loaded.read_ms)
-                .map_err(|e| format!("cannot publish \"{}\": {e}", source.path.display()))
+                .map_err(|e| LoadError::Publish {
+                    path: source.path.display().to_string(),
+                    source: e,
+                })
         });
         slot.set_loading(false);
         release_memory();
@@ -462,7 +488,7 @@ impl Loader {
                 Reload::Published
             }
             Err(e) => {
-                self.shared.slot(i).set_error(now(), &e);
+                self.shared.slot(i).set_error(now(), &e.to_string());
                 link.say(true, &format!("{e}, previous data stays in force"));
                 Reload::Failed
             }

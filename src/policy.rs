@@ -242,6 +242,23 @@ impl Policy {
     /// Each check reads only the parts of the certificate it needs; one it
     /// cannot read denies the request as `bad_cert`. Without rules a
     /// verified certificate passes as it is, and nothing of it is read.
+    /// The rule families in effect, by their directives, for the debug log.
+    pub fn families(&self) -> String {
+        let families = [
+            ("mtls_allow_*", self.identity.is_some()),
+            ("mtls_issuer", self.issuers.is_some()),
+            ("mtls_deny_serial", self.deny_serials.is_some()),
+            ("mtls_crl", self.crls.is_some()),
+            ("mtls_deny_list", self.deny_lists.is_some()),
+        ];
+        let set: Vec<&str> = families.iter().filter(|f| f.1).map(|f| f.0).collect();
+        if set.is_empty() {
+            "none".to_owned()
+        } else {
+            set.join(", ")
+        }
+    }
+
     pub fn decide(
         &self,
         peer: &Peer<'_>,

@@ -1,8 +1,9 @@
 //! The client certificate of a request's TLS connection.
 //!
 //! What the handshake established is looked at once per TLS connection and
-//! kept in the `SSL` object's ex_data, so keep-alive requests and HTTP/2
-//! streams reuse it; OpenSSL frees it with the connection. The identity of
+//! kept in the `SSL` object's ex_data, so keep-alive requests, HTTP/2
+//! streams and the HTTP/3 streams of a QUIC connection reuse it; OpenSSL
+//! frees it with the connection. The identity of
 //! a verified certificate is read part by part on first use: a location
 //! without rules reads nothing of it.
 
@@ -174,8 +175,11 @@ fn ex_index() -> Option<Index<Ssl, ClientCert>> {
 /// The client certificate of connection `c`; `None` without TLS.
 ///
 /// # Safety
-/// `c` must be a live connection of the current request; for HTTP/2 streams
-/// nginx points `ssl` at the TLS state of the real connection.
+/// `c` must be a live connection of the current request. For HTTP/2
+/// streams nginx points `ssl` at the TLS state of the real connection; an
+/// HTTP/3 stream has a connection of its own whose `ssl` is the QUIC
+/// connection's, shared by all its streams and freed only after the last
+/// of them: it is only read here, never shut down or freed.
 pub unsafe fn client_cert<'c>(c: *mut ngx_connection_t) -> &'c ClientCert {
     let ssl = (*c).ssl;
     if ssl.is_null() || (*ssl).connection.is_null() {

@@ -1,15 +1,32 @@
 //! The revocation step of the decision: the certificate against the deny
 //! lists and CRLs in effect, read from the tables in shared memory.
 
-use ngx::http::{HttpModuleLocationConf, HttpModuleMainConf, Request};
+use ngx::ffi::ngx_log_t;
+use ngx::log::DebugMask;
+use ngx::ngx_log_debug;
 
 use crate::conf::{LocConf, MainConf};
 use crate::identity::Identity;
 use crate::policy::Reason;
 use crate::revocation::{rebuild_chain, Key, Scope};
 use crate::state::Shared;
-use crate::tls::{client_cert, Chain};
-use crate::Module;
+use crate::tls::Chain;
+
+/// A revocation step that failed, and the source that decided it.
+#[derive(Clone, Copy)]
+pub struct Failure {
+    pub reason: Reason,
+    pub source: Option<usize>,
+}
+
+impl Failure {
+    fn by(reason: Reason, source: usize) -> Failure {
+        Failure {
+            reason,
+            source: Some(source),
+        }
+    }
+}
 
 /// Passes with the time until which the result may be reused on the
 /// connection: the first nextUpdate plus grace of the CRLs it relied on
@@ -21,39 +38,7 @@ pub fn check(
     id: &Identity,
     chain: &Chain,
     now: i64,
-) -> Result<i64, Reason> {
-    check_sources(mcf, lcf, id, chain, now).map_err(|(reason, _)| reason)
-}
-
-/// `, revoked by "FILE"` for a denial that a revocation source decided.
-pub fn source_note(r: &Request, reason: Reason) -> String {
-    if !matches!(
-        reason,
-        Reason::Revoked | Reason::CrlMissing | Reason::CrlStale | Reason::DenyListMissing
-    ) {
-        return String::new();
-    }
-    let (Some(lcf), Some(mcf)) = (Module::location_conf(r), Module::main_conf(r)) else {
-        return String::new();
-    };
-    // SAFETY: the request's connection is live while the request is.
-    let Some(v) = (unsafe { client_cert(r.connection()) }).verified() else {
-        return String::new();
-    };
-    match check_sources(mcf, lcf, &v.identity, &v.chain, super::ngx_now()) {
-        Err((_, Some(i))) => format!(", by \"{}\"", mcf.sources[i].path.display()),
-        _ => String::new(),
-    }
-}
-
-type Failure = (Reason, Option<usize>);
-
-fn check_sources(
-    mcf: &MainConf,
-    lcf: &LocConf,
-    id: &Identity,
-    chain: &Chain,
-    now: i64,
+    log: *mut ngx_log_t,
 ) -> Result<i64, Failure> {
     let mut until = i64::MAX;
     let Some(shared) = &mcf.shared else {
@@ -65,29 +50,55 @@ fn check_sources(
     if deny_lists.is_empty() && crls.is_none() {
         return Ok(until);
     }
-    let unreadable = (Reason::BadCert, None);
+    let unreadable = Failure {
+        reason: Reason::BadCert,
+        source: None,
+    };
     let leaf = chain.leaf(id.cert()).ok_or(unreadable)?;
     // The serial's key in deny lists: one hash, made for each decision
     // that looks at a deny list of serials.
     let mut serial_key = None;
+    // What each source said, at debug level only.
+    let consulted = |i: usize, what: &dyn core::fmt::Display| {
+        ngx_log_debug!(
+            mask: DebugMask::Http,
+            log,
+            "mtls: {} \"{}\", generation {}{}: {what}",
+            mcf.sources[i].kind.directive(),
+            mcf.sources[i].path.display(),
+            shared.slot(i).generation(),
+            if shared.maps_current(i) { "" } else { " (this worker maps an older one)" }
+        );
+    };
     for &i in deny_lists {
-        shared.with_table(i, |table| {
+        let result = shared.with_table(i, |table| {
             let Some(t) = table else {
-                return Err((Reason::DenyListMissing, Some(i)));
+                return Err(Failure::by(Reason::DenyListMissing, i));
             };
             if t.holds_serials()
                 && t.holds(*serial_key.get_or_insert_with(|| Key::serial(leaf.serial.as_bytes())))
             {
-                return Err((Reason::Revoked, Some(i)));
+                return Err(Failure::by(Reason::Revoked, i));
             }
             // A deny list of serials only needs no fingerprint.
             if t.holds_fingerprints()
                 && t.holds(Key::fingerprint(id.fingerprint().map_err(|_| unreadable)?))
             {
-                return Err((Reason::Revoked, Some(i)));
+                return Err(Failure::by(Reason::Revoked, i));
             }
             Ok(())
-        })?;
+        });
+        consulted(
+            i,
+            &format_args!(
+                "serial {}: {}",
+                leaf.serial,
+                result
+                    .as_ref()
+                    .map_or_else(|f| f.reason.as_str(), |()| "not listed")
+            ),
+        );
+        result?;
     }
     let Some(crls) = crls else {
         return Ok(reusable_until(shared, deny_lists.iter(), until));
@@ -112,13 +123,33 @@ fn check_sources(
                 }
                 let fresh_until = info.next_update.saturating_add(lcf.crl_grace);
                 Some(if now > fresh_until {
-                    Err((Reason::CrlStale, Some(i)))
+                    Err(Failure::by(Reason::CrlStale, i))
                 } else if table.as_ref()?.holds(link.crl_key) {
-                    Err((Reason::Revoked, Some(i)))
+                    Err(Failure::by(Reason::Revoked, i))
                 } else {
                     Ok(fresh_until)
                 })
             });
+            let role = if link.is_ca {
+                "a CA of the chain"
+            } else {
+                "the leaf"
+            };
+            let serial = &link.serial;
+            match &verdict {
+                None => consulted(
+                    i,
+                    &format_args!("no CRL for the issuer of {role} (serial {serial})"),
+                ),
+                Some(Ok(until)) => consulted(
+                    i,
+                    &format_args!("{role} (serial {serial}) not revoked, fresh until {until}"),
+                ),
+                Some(Err(f)) => consulted(
+                    i,
+                    &format_args!("{role} (serial {serial}): {}", f.reason.as_str()),
+                ),
+            }
             match verdict {
                 Some(Err(failure)) => return Err(failure),
                 Some(Ok(fresh_until)) => {
@@ -129,7 +160,10 @@ fn check_sources(
             }
         }
         if covered.is_none() {
-            return Err((Reason::CrlMissing, crls.first().copied()));
+            return Err(Failure {
+                reason: Reason::CrlMissing,
+                source: crls.first().copied(),
+            });
         }
     }
     Ok(reusable_until(shared, deny_lists.iter().chain(crls), until))

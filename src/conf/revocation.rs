@@ -11,9 +11,12 @@ use ngx::ffi::*;
 use ngx::http::{HttpModule, HttpModuleMainConf};
 use openssl::x509::X509;
 
-use super::{args, invalid_value, mark_server_use, LocConf, MainConf, NGX_CONF_UNSET_MSEC};
+use super::{
+    args, invalid_value, mark_server_use, CaFileError, ConfError, LocConf, MainConf,
+    NGX_CONF_UNSET_MSEC,
+};
 use crate::loader::url::{self, UrlSource};
-use crate::loader::{FileId, Source};
+use crate::loader::{FileId, LoadError, Source};
 use crate::policy::Policy;
 use crate::revocation::Kind;
 use crate::state::fetch::Attempt;
@@ -154,8 +157,8 @@ pub(super) extern "C" fn set_source(
 /// # Safety
 /// `cf` must be the configuration nginx passes to postconfiguration, after
 /// the servers were merged.
-pub unsafe fn init_revocation(cf: *mut ngx_conf_t) -> Result<(), ()> {
-    let mcf = Module::main_conf_mut(&*cf).ok_or(())?;
+pub unsafe fn init_revocation(cf: *mut ngx_conf_t) -> Result<(), ConfError> {
+    let mcf = Module::main_conf_mut(&*cf).ok_or(ConfError::NoConfiguration)?;
     if mcf.reload_interval == NGX_CONF_UNSET_MSEC {
         mcf.reload_interval = 1000;
     }
@@ -166,7 +169,7 @@ pub unsafe fn init_revocation(cf: *mut ngx_conf_t) -> Result<(), ()> {
         return Ok(());
     }
     let log = (*cf).log;
-    let ca_files = super::servers::ca_files(cf).ok_or(())?;
+    let ca_files = super::servers::ca_files(cf)?;
     // The warning about stale CRLs uses the smallest grace in force.
     for (i, grace) in GRACES.with(|g| std::mem::take(&mut *g.borrow_mut())) {
         if let Some(source) = mcf.sources.get_mut(i) {
@@ -174,21 +177,14 @@ pub unsafe fn init_revocation(cf: *mut ngx_conf_t) -> Result<(), ()> {
         }
     }
     for file in &ca_files {
-        match std::fs::read(file)
-            .map_err(|e| e.to_string())
-            .and_then(|pem| X509::stack_from_pem(&pem).map_err(|e| e.to_string()))
-        {
-            Ok(certs) => mcf.cas.extend(certs),
-            Err(e) => {
-                ngx::ngx_log_error!(
-                    NGX_LOG_EMERG,
-                    log,
-                    "mtls: cannot read CA certificates from \"{}\": {e}",
-                    file.display()
-                );
-                return Err(());
-            }
-        }
+        let certs = std::fs::read(file)
+            .map_err(CaFileError::from)
+            .and_then(|pem| Ok(X509::stack_from_pem(&pem)?))
+            .map_err(|source| ConfError::CaFile {
+                path: file.display().to_string(),
+                source,
+            })?;
+        mcf.cas.extend(certs);
     }
 
     // On `nginx -s reload`, the tables in force are those of the running
@@ -220,18 +216,20 @@ pub unsafe fn init_revocation(cf: *mut ngx_conf_t) -> Result<(), ()> {
         });
         let cas = &mcf.cas;
         let read_one = |t: Option<&crate::revocation::Table<'_>>| match &source.url {
-            Some(u) => url::read_at_start(source, u, cas, t).map(|s| {
-                let fetched = match (s.kept, s.warning) {
-                    (Some(kept), _) => Some(Ok(kept)),
-                    (None, Some(warning)) => {
-                        ngx::ngx_log_error!(NGX_LOG_WARN, log, "mtls: {warning}");
-                        Some(Err(warning))
-                    }
-                    // Not modified: the copy is current.
-                    (None, None) => None,
-                };
-                (s.loaded, fetched)
-            }),
+            Some(u) => url::read_at_start(source, u, cas, t)
+                .map_err(LoadError::Url)
+                .map(|s| {
+                    let fetched = match (s.kept, s.warning) {
+                        (Some(kept), _) => Some(Ok(kept)),
+                        (None, Some(warning)) => {
+                            ngx::ngx_log_error!(NGX_LOG_WARN, log, "mtls: {warning}");
+                            Some(Err(warning))
+                        }
+                        // Not modified: the copy is current.
+                        (None, None) => None,
+                    };
+                    (s.loaded, fetched)
+                }),
             None => crate::loader::read(source, cas, t).map(|l| (l, None)),
         };
         let read = match in_force {
@@ -263,12 +261,9 @@ pub unsafe fn init_revocation(cf: *mut ngx_conf_t) -> Result<(), ()> {
                 );
                 tables.push(None);
                 mcf.loaded.push(None);
-                mcf.fetched.push(Some(Err(e)));
+                mcf.fetched.push(Some(Err(e.to_string())));
             }
-            Err(e) => {
-                ngx::ngx_log_error!(NGX_LOG_EMERG, log, "mtls: {e}");
-                return Err(());
-            }
+            Err(e) => return Err(e.into()),
         }
     }
     mcf.pending = tables;
@@ -305,35 +300,26 @@ unsafe fn running_conf(cf: *mut ngx_conf_t) -> Option<&'static MainConf> {
 /// the workers to come; nothing under `nginx -t`.
 ///
 /// # Safety
-/// `cycle` must be the cycle whose configuration `mcf` belongs to.
-pub unsafe fn publish(cycle: *mut ngx_cycle_t, mcf: &mut MainConf) -> Result<(), ()> {
+/// Only in the master (or single) process, from init_module, with its
+/// cycle.
+pub unsafe fn publish(cycle: *mut ngx_cycle_t, mcf: &mut MainConf) -> Result<(), ConfError> {
     let tables = std::mem::take(&mut mcf.pending);
     if ngx_test_config != 0 || mcf.sources.is_empty() {
         return Ok(());
     }
-    let log = (*cycle).log;
-    let shared = match Shared::new(mcf.sources.len()) {
-        Ok(shared) => shared,
-        Err(e) => {
-            ngx::ngx_log_error!(NGX_LOG_EMERG, log, "mtls: cannot create shared memory: {e}");
-            return Err(());
-        }
-    };
+    let shared = Shared::new(mcf.sources.len()).map_err(ConfError::SharedMemory)?;
     let now = crate::loader::now();
     for (i, loaded) in tables.iter().enumerate() {
         let Some(loaded) = loaded else {
             shared.slot(i).set_error(now, "not loaded at start");
             continue;
         };
-        if let Err(e) = shared.publish(i, loaded, now) {
-            ngx::ngx_log_error!(
-                NGX_LOG_EMERG,
-                log,
-                "mtls: cannot publish \"{}\" in /dev/shm: {e}",
-                mcf.sources[i].name()
-            );
+        if let Err(source) = shared.publish(i, loaded, now) {
             shared.remove_files();
-            return Err(());
+            return Err(ConfError::Publish {
+                path: mcf.sources[i].path.display().to_string(),
+                source,
+            });
         }
     }
     mcf.shared = Some(Arc::new(shared));

@@ -8,11 +8,11 @@ use ngx::core::{NgxStr, NGX_CONF_OK};
 use ngx::ffi::*;
 
 use super::{args, invalid_value, mark_server_use, LocConf};
-use crate::identity::dn::Dn;
-use crate::identity::fingerprint::parse_fingerprint;
-use crate::identity::san::SanRule;
-use crate::identity::serial::Serial;
-use crate::identity::spiffe::SpiffePattern;
+use crate::identity::dn::{Dn, DnError};
+use crate::identity::fingerprint::{parse_fingerprint, FingerprintError};
+use crate::identity::san::{SanError, SanRule};
+use crate::identity::serial::{Serial, SerialError};
+use crate::identity::spiffe::{SpiffeError, SpiffePattern};
 use crate::policy::{IdentityRules, Policy};
 
 /// The rule families that share [`set_rule`]; stored in the command's `post`.
@@ -58,35 +58,47 @@ pub(super) extern "C" fn set_rule(
     NGX_CONF_OK
 }
 
+/// Why a value of a rule directive is refused.
+#[derive(Debug, thiserror::Error)]
+enum RuleError {
+    #[error("empty name")]
+    EmptyName,
+    #[error("control character in name")]
+    ControlCharacter,
+    #[error(transparent)]
+    Dn(#[from] DnError),
+    #[error(transparent)]
+    San(#[from] SanError),
+    #[error(transparent)]
+    Spiffe(#[from] SpiffeError),
+    #[error(transparent)]
+    Fingerprint(#[from] FingerprintError),
+    #[error(transparent)]
+    Serial(#[from] SerialError),
+}
+
 /// Adds one value of a rule directive to the policy of this level.
-fn add_rule(policy: &mut Policy, rule: Rule, text: &str) -> Result<(), String> {
+fn add_rule(policy: &mut Policy, rule: Rule, text: &str) -> Result<(), RuleError> {
     fn identity(policy: &mut Policy) -> &mut IdentityRules {
         // Unique while the level is parsed: inheritance shares the rules
         // only at merge time, after every directive has been read.
         Arc::make_mut(policy.identity.get_or_insert_with(Default::default))
     }
-    let err = |e: &dyn core::fmt::Display| e.to_string();
     match rule {
-        Rule::Cn if text.is_empty() => return Err("empty name".into()),
+        Rule::Cn if text.is_empty() => return Err(RuleError::EmptyName),
         // A certificate whose CN holds such a byte is an attack, never a name.
-        Rule::Cn if text.chars().any(char::is_control) => {
-            return Err("control character in name".into())
-        }
+        Rule::Cn if text.chars().any(char::is_control) => return Err(RuleError::ControlCharacter),
         Rule::Cn => identity(policy).add_cn(text),
-        Rule::Dn => identity(policy).add_dn(Dn::parse(text).map_err(|e| err(&e))?),
-        Rule::San => identity(policy).add_san(SanRule::parse(text).map_err(|e| err(&e))?),
-        Rule::Spiffe => {
-            identity(policy).add_spiffe(SpiffePattern::parse(text).map_err(|e| err(&e))?)
-        }
-        Rule::Fingerprint => {
-            identity(policy).add_fingerprint(parse_fingerprint(text).map_err(|e| err(&e))?)
-        }
+        Rule::Dn => identity(policy).add_dn(Dn::parse(text)?),
+        Rule::San => identity(policy).add_san(SanRule::parse(text)?),
+        Rule::Spiffe => identity(policy).add_spiffe(SpiffePattern::parse(text)?),
+        Rule::Fingerprint => identity(policy).add_fingerprint(parse_fingerprint(text)?),
         Rule::Issuer => {
-            let dn = Dn::parse(text).map_err(|e| err(&e))?;
+            let dn = Dn::parse(text)?;
             Arc::make_mut(policy.issuers.get_or_insert_with(Default::default)).insert(dn);
         }
         Rule::DenySerial => {
-            let serial = Serial::parse(text).map_err(|e| err(&e))?;
+            let serial = Serial::parse(text)?;
             Arc::make_mut(policy.deny_serials.get_or_insert_with(Default::default)).insert(serial);
         }
     }

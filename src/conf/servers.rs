@@ -1,16 +1,33 @@
-//! The check, once every server is merged, that servers with `mtls`
-//! rules ask for client certificates.
+//! The servers of the configuration: the check, once every server is
+//! merged, that servers with `mtls` rules ask for client certificates, and
+//! the CA certificates they verify clients with.
 
-use core::ptr;
 use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
 
 use ngx::core::NgxStr;
 use ngx::ffi::*;
-use ngx::http::HttpModule;
+use ngx::http::{
+    HttpModuleLocationConf, HttpModuleMainConf, HttpModuleServerConf, NgxHttpCoreModule,
+    NgxHttpSslModule,
+};
 
-use super::{LocConf, SrvConf};
+use super::ConfError;
 use crate::Module;
+
+/// The servers of the http block.
+///
+/// # Safety
+/// `cf` must be the configuration nginx passes to postconfiguration.
+unsafe fn servers<'a>(
+    cf: *mut ngx_conf_t,
+) -> Result<&'a [&'a ngx_http_core_srv_conf_t], ConfError> {
+    let cmcf = NgxHttpCoreModule::main_conf(&*cf).ok_or(ConfError::NoConfiguration)?;
+    // SAFETY: the core module's `servers` array holds pointers to its
+    // server configurations, valid for the whole configuration; a shared
+    // reference has the layout of a non-null pointer.
+    Ok(cmcf.servers.as_slice::<&ngx_http_core_srv_conf_t>())
+}
 
 /// Refuses a server that has `mtls` rules of its own but never asks for a
 /// client certificate, and warns where only http-level rules reach it:
@@ -19,35 +36,26 @@ use crate::Module;
 /// # Safety
 /// `cf` must be the configuration nginx passes to postconfiguration, after
 /// the servers were merged.
-pub unsafe fn check_servers(cf: *mut ngx_conf_t) -> Result<(), ()> {
-    use ngx::http::{HttpModuleMainConf, NgxHttpCoreModule};
-
-    let cmcf = NgxHttpCoreModule::main_conf(&*cf).ok_or(())?;
-    let servers = core::slice::from_raw_parts(
-        cmcf.servers.elts as *const *mut ngx_http_core_srv_conf_t,
-        cmcf.servers.nelts,
-    );
-    let ssl_index = (*ptr::addr_of!(ngx_http_ssl_module)).ctx_index;
-    for &cscf in servers {
-        let ctx = &*(*cscf).ctx;
-        let scf = &*(*ctx.srv_conf.add(Module::module().ctx_index)).cast::<SrvConf>();
-        let sscf = &*(*ctx.srv_conf.add(ssl_index)).cast::<ngx_http_ssl_srv_conf_t>();
+pub unsafe fn check_servers(cf: *mut ngx_conf_t) -> Result<(), ConfError> {
+    for &cscf in servers(cf)? {
+        let (Some(scf), Some(sscf), Some(lcf)) = (
+            Module::server_conf(cscf),
+            NgxHttpSslModule::server_conf(cscf),
+            Module::location_conf(cscf),
+        ) else {
+            return Err(ConfError::NoConfiguration);
+        };
         if sscf.verify != 0 {
             continue;
         }
-        let server = core::ffi::CStr::from_ptr((*cscf).file_name.cast()).to_string_lossy();
-        let line = (*cscf).line;
+        let server = core::ffi::CStr::from_ptr(cscf.file_name.cast()).to_string_lossy();
+        let line = cscf.line;
         if let Some((file, used_at)) = scf.first_use {
-            ngx::ngx_log_error!(
-                NGX_LOG_EMERG,
-                (*cf).log,
-                "\"mtls\" in {}:{} requires \"ssl_verify_client\" in the server defined in {server}:{line}",
-                NgxStr::from_ngx_str(file),
-                used_at
-            );
-            return Err(());
+            return Err(ConfError::NoVerifyClient {
+                used_in: format!("{}:{used_at}", NgxStr::from_ngx_str(file)),
+                server: format!("{server}:{line}"),
+            });
         }
-        let lcf = &*(*ctx.loc_conf.add(Module::module().ctx_index)).cast::<LocConf>();
         if scf.inherited && lcf.enabled() {
             ngx::ngx_log_error!(
                 NGX_LOG_WARN,
@@ -65,19 +73,10 @@ pub unsafe fn check_servers(cf: *mut ngx_conf_t) -> Result<(), ()> {
 ///
 /// # Safety
 /// As for [`check_servers`].
-pub(super) unsafe fn ca_files(cf: *mut ngx_conf_t) -> Option<Vec<PathBuf>> {
-    use ngx::http::{HttpModuleMainConf, NgxHttpCoreModule};
-
-    let cmcf = NgxHttpCoreModule::main_conf(&*cf)?;
-    let servers = core::slice::from_raw_parts(
-        cmcf.servers.elts as *const *mut ngx_http_core_srv_conf_t,
-        cmcf.servers.nelts,
-    );
-    let ssl_index = (*ptr::addr_of!(ngx_http_ssl_module)).ctx_index;
+pub(super) unsafe fn ca_files(cf: *mut ngx_conf_t) -> Result<Vec<PathBuf>, ConfError> {
     let mut ca_files: Vec<PathBuf> = Vec::new();
-    for &cscf in servers {
-        let ctx = &*(*cscf).ctx;
-        let sscf = &*(*ctx.srv_conf.add(ssl_index)).cast::<ngx_http_ssl_srv_conf_t>();
+    for &cscf in servers(cf)? {
+        let sscf = NgxHttpSslModule::server_conf(cscf).ok_or(ConfError::NoConfiguration)?;
         for mut file in [sscf.client_certificate, sscf.trusted_certificate] {
             // nginx resolves these against the prefix only in servers that
             // verify clients; resolve a copy here for every server.
@@ -93,5 +92,5 @@ pub(super) unsafe fn ca_files(cf: *mut ngx_conf_t) -> Option<Vec<PathBuf>> {
             }
         }
     }
-    Some(ca_files)
+    Ok(ca_files)
 }

@@ -18,6 +18,7 @@ pub mod serial;
 pub mod spiffe;
 pub mod x509;
 
+use std::borrow::Borrow;
 use std::sync::OnceLock;
 
 use openssl::nid::Nid;
@@ -209,6 +210,44 @@ impl Identity {
         ];
         read.into_iter().filter(|r| r.1).map(|r| r.0).collect()
     }
+
+    /// What was read of the certificate so far, with the values a rule
+    /// compares, for the debug log: `cn "alice", serial 1002`.
+    pub fn describe_read(&self) -> String {
+        /// `name value` for a part that was read, `name unreadable (why)`
+        /// for one that could not be.
+        fn shown<T>(cell: &Cell<T>, name: &str, show: impl Fn(&T) -> String) -> Option<String> {
+            Some(match cell.get()? {
+                Ok(v) => format!("{name} {}", show(v)).trim_end().to_owned(),
+                Err(e) => format!("{name} unreadable ({e})"),
+            })
+        }
+        let quoted = |text: &str| format!("\"{}\"", dn::escape_value(text));
+        let parts = [
+            shown(&self.subject, "subject", |d| format!("\"{d}\"")),
+            shown(&self.cn, "cn", |c| {
+                c.as_deref()
+                    .map_or_else(|| "none a rule can match".to_owned(), quoted)
+            }),
+            shown(&self.issuer, "issuer", |d| format!("\"{d}\"")),
+            shown(&self.serial, "serial", ToString::to_string),
+            shown(&self.fingerprint, "fingerprint", |f| {
+                crate::hex::lower_hex(f)
+            }),
+            shown(&self.sans, "subjectAltName", |_| String::new()),
+            shown(&self.spiffe_id, "spiffe_id", |id| {
+                id.as_ref()
+                    .map_or_else(|| "none".to_owned(), |id| quoted(id.borrow()))
+            }),
+            shown(&self.not_after, "notAfter", ToString::to_string),
+        ];
+        let read: Vec<String> = parts.into_iter().flatten().collect();
+        if read.is_empty() {
+            "nothing".to_owned()
+        } else {
+            read.join(", ")
+        }
+    }
 }
 
 /// The value of `cert`'s extension `nid`, called `name` in errors, which
@@ -254,13 +293,19 @@ pub fn rfc3339(unix: i64) -> String {
 /// Unix time of a UTC date (proleptic Gregorian calendar) and the seconds
 /// into that day: the inverse of [`rfc3339`]'s reckoning.
 pub fn unix_time(year: i64, month: i64, day: i64, secs: i64) -> i64 {
-    let y = if month <= 2 { year - 1 } else { year };
-    let era = y.div_euclid(400);
-    let yoe = y.rem_euclid(400);
-    let mp = (month + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + day - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    (era * 146_097 + doe - 719_468) * 86_400 + secs
+    // Certificates' years (0 to 9999) and seconds of a day fit in an int.
+    let int = |v: i64| libc::c_int::try_from(v).unwrap_or(libc::c_int::MAX);
+    // SAFETY: a zeroed tm is valid; timegm reads it, normalizes it in
+    // place (the seconds of the day carry into hours and minutes) and
+    // reads no time zone.
+    unsafe {
+        let mut tm: libc::tm = core::mem::zeroed();
+        tm.tm_year = int(year - 1900);
+        tm.tm_mon = int(month - 1);
+        tm.tm_mday = int(day);
+        tm.tm_sec = int(secs);
+        libc::timegm(&mut tm)
+    }
 }
 
 /// An X.509-SVID carries exactly one URI SAN, a valid SPIFFE ID, and is not

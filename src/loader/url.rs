@@ -218,7 +218,7 @@ pub fn read_at_start(
                         warning: None,
                     })
                 }
-                Err(e) => e,
+                Err(e) => e.to_string(),
             }
         }
         Err(e) => format!("cannot fetch \"{}\": {e}", u.url),
@@ -280,7 +280,7 @@ pub fn refresh(
                         validators: response.validators,
                     },
                 }),
-                Err(e) => Err(fail(200, size, e)),
+                Err(e) => Err(fail(200, size, e.to_string())),
             }
         }
         Err(e) => Err(fail(

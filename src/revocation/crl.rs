@@ -83,7 +83,7 @@ pub enum CrlError {
         issuer: String,
     },
     #[error("{crl} is older than the one in force ({why})")]
-    Older { crl: String, why: String },
+    Older { crl: String, why: Regression },
     #[error("CRLs in \"{file}\": {source}")]
     Table { file: String, source: TableError },
 }
@@ -141,15 +141,23 @@ pub fn check_newer(old: &IssuerInfo, new: &IssuerInfo) -> Result<(), CrlError> {
     })
 }
 
-fn older(old: &IssuerInfo, new: &IssuerInfo) -> Result<(), String> {
+/// How a CRL is older than the one in force.
+#[derive(Debug, thiserror::Error)]
+pub enum Regression {
+    #[error("CRL number {new}, in force {old}")]
+    Number { new: CrlNumber, old: CrlNumber },
+    #[error("thisUpdate {}, in force {}", rfc3339(*new), rfc3339(*old))]
+    ThisUpdate { new: i64, old: i64 },
+}
+
+fn older(old: &IssuerInfo, new: &IssuerInfo) -> Result<(), Regression> {
     match (old.number, new.number) {
-        (Some(old), Some(new)) if new < old => Err(format!("CRL number {new}, in force {old}")),
+        (Some(old), Some(new)) if new < old => Err(Regression::Number { new, old }),
         (Some(_), Some(_)) => Ok(()),
-        _ if new.this_update < old.this_update => Err(format!(
-            "thisUpdate {}, in force {}",
-            rfc3339(new.this_update),
-            rfc3339(old.this_update)
-        )),
+        _ if new.this_update < old.this_update => Err(Regression::ThisUpdate {
+            new: new.this_update,
+            old: old.this_update,
+        }),
         _ => Ok(()),
     }
 }
@@ -468,48 +476,31 @@ fn blocks(
 }
 
 fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
-    let mut from = 0;
-    while let Some(at) = haystack[from..].iter().position(|&b| b == needle[0]) {
-        if haystack[from + at..].starts_with(needle) {
-            return Some(from + at);
-        }
-        from += at + 1;
-    }
-    None
+    memchr::memmem::find(haystack, needle)
 }
 
-/// Decodes base64 (RFC 4648, with padding), ignoring whitespace.
+/// Decodes base64 (RFC 4648, with padding), ignoring whitespace; as
+/// lenient as OpenSSL about the unused bits of the last group.
 fn base64(text: &[u8]) -> Result<Vec<u8>, &'static str> {
-    let mut out = Vec::with_capacity(text.len() / 4 * 3);
-    let (mut group, mut len, mut padding) = (0u32, 0, 0);
-    for &c in text {
-        let value = match c {
-            b'A'..=b'Z' => c - b'A',
-            b'a'..=b'z' => c - b'a' + 26,
-            b'0'..=b'9' => c - b'0' + 52,
-            b'+' => 62,
-            b'/' => 63,
-            b'=' => 0,
-            b' ' | b'\t' | b'\r' | b'\n' => continue,
-            _ => return Err("invalid base64"),
-        };
-        if c == b'=' {
-            padding += 1;
-        } else if padding > 0 {
+    static BASE64: std::sync::LazyLock<data_encoding::Encoding> = std::sync::LazyLock::new(|| {
+        let mut spec = data_encoding::BASE64.specification();
+        spec.ignore.push_str(" \t\r\n");
+        spec.check_trailing_bits = false;
+        spec.encoding().expect("a valid base64 specification")
+    });
+    // data-encoding reads "TQ==TWFu" as two padded groups; a PEM body,
+    // as OpenSSL reads it, ends at its padding.
+    let data = |c: &u8| !b"= \t\r\n".contains(c);
+    if let Some(pad) = memchr::memchr(b'=', text) {
+        if text[pad..].iter().any(data) {
             return Err("invalid base64 padding");
         }
-        group = group << 6 | u32::from(value);
-        len += 1;
-        if len == 4 {
-            out.extend_from_slice(&group.to_be_bytes()[1..]);
-            (group, len) = (0, 0);
-        }
     }
-    if len != 0 || padding > 2 {
-        return Err("invalid base64 length");
-    }
-    out.truncate(out.len() - padding);
-    Ok(out)
+    BASE64.decode(text).map_err(|e| match e.kind {
+        data_encoding::DecodeKind::Length => "invalid base64 length",
+        data_encoding::DecodeKind::Padding => "invalid base64 padding",
+        _ => "invalid base64",
+    })
 }
 
 #[cfg(test)]

@@ -88,6 +88,14 @@ pub enum Kind {
 }
 
 impl Kind {
+    /// The directive that names a source of this kind.
+    pub fn directive(self) -> &'static str {
+        match self {
+            Kind::Crl => "mtls_crl",
+            Kind::DenyList => "mtls_deny_list",
+        }
+    }
+
     fn code(self) -> u16 {
         match self {
             Kind::Crl => 1,

@@ -1355,4 +1355,172 @@ sub resumed_get {
 
 ###############################################################################
 
+# Helpers for the HTTP/3 tests (t/*_h3.t): whether nginx and the clients
+# speak HTTP/3, an aioquic client driven request by request
+# (t/lib/mtls_h3_client.py), and curl.
+
+package Mtls::H3;
+
+use File::Basename ();
+use File::Spec ();
+use IPC::Open2 ();
+
+my $client_py = File::Spec->rel2abs(
+	File::Basename::dirname(__FILE__) . '/mtls_h3_client.py');
+
+# '' where python3 has aioquic, else why not
+
+sub missing {
+	my $out = eval { Mtls::run_cmd('python3', '-c', 'import aioquic') };
+	return defined $out ? '' : "python3 with aioquic (python3-aioquic): $@";
+}
+
+# One QUIC connection with HTTP/3, made by the client process
+#
+#   my $h3 = Mtls::H3->new(port => $port, cert => "$d/alice");
+#   my $r = $h3->get('/path');     # { status, headers, body } or undef;
+#                                  # a reset stream: status 'reset', error
+#   my @r = $h3->get_many('/a', '/b');   # concurrent streams
+#   $h3->info();      # { handshake, resumed, early_data_accepted,
+#                     #   local_port, requests }
+#
+# Options: cert (as cert_opts), ticket (a file: the session tickets the
+# server sends are saved there; with "resume => 1" the one in it is
+# offered), early (with resume: the first request goes as 0-RTT data, if
+# the ticket allows it).
+
+sub new {
+	my ($class, %o) = @_;
+
+	my %cert = Mtls::cert_opts($o{cert});
+	my @cmd = ('python3', $client_py, '--port', $o{port},
+		$cert{SSL_cert_file}
+			? ('--cert', $cert{SSL_cert_file}, '--key', $cert{SSL_key_file})
+			: (),
+		$o{ticket} ? ('--ticket', $o{ticket}) : (),
+		$o{resume} ? ('--resume') : (),
+		$o{early} ? ('--early') : ());
+
+	my ($out, $in);
+	my $pid = eval { IPC::Open2::open2($out, $in, @cmd) };
+	unless ($pid) {
+		warn "# h3 client: $@";
+		return undef;
+	}
+
+	my $self = bless { pid => $pid, out => $out, in => $in }, $class;
+	my $ready = $self->_read();
+
+	unless ($ready && $ready->{ready}) {
+		warn "# h3 connect: " . ($ready ? $ready->{error} : 'no answer') . "\n";
+		$self->close();
+		return undef;
+	}
+
+	return $self;
+}
+
+sub _command {
+	my ($self, $line) = @_;
+	return undef unless $self->{in};
+	local $SIG{PIPE} = 'IGNORE';
+	print { $self->{in} } "$line\n" or return undef;
+	$self->{in}->flush();
+	return $self->_read();
+}
+
+# the client's next answer, decoded (undef after 15 seconds or at its end)
+
+sub _read {
+	my ($self) = @_;
+
+	my $line;
+	eval {
+		local $SIG{ALRM} = sub { die "timeout\n" };
+		alarm(15);
+		$line = readline($self->{out});
+		alarm(0);
+	};
+	alarm(0);
+
+	return undef unless defined $line;
+
+	require JSON::PP;
+	return eval { JSON::PP::decode_json($line) };
+}
+
+sub get {
+	my ($self, $uri) = @_;
+	my @r = $self->get_many($uri);
+	return $r[0];
+}
+
+sub get_many {
+	my ($self, @uris) = @_;
+	my $r = $self->_command("GET @uris") or return ();
+	return @{$r->{responses} // []};
+}
+
+sub info {
+	my ($self) = @_;
+	return $self->_command('INFO');
+}
+
+# whether a session ticket arrived (waits 2 seconds at most)
+
+sub ticket {
+	my ($self) = @_;
+	my $r = $self->_command('TICKET');
+	return $r && $r->{ticket} ? 1 : 0;
+}
+
+sub close {
+	my ($self) = @_;
+	return unless $self->{pid};
+	$self->_command('QUIT');
+	close $self->{in};
+	close $self->{out};
+	kill 'TERM', $self->{pid};
+	waitpid($self->{pid}, 0);
+	undef $self->{in};
+	undef $self->{pid};
+}
+
+sub DESTROY {
+	my ($self) = @_;
+	return unless $self->{pid};
+	kill 'KILL', $self->{pid};
+	waitpid($self->{pid}, 0);
+}
+
+# curl's HTTP/3 ('' where it has it, else why not)
+
+sub curl_missing {
+	my $v = eval { Mtls::run_cmd('curl', '-V') } // return "no curl: $@";
+	my ($version) = $v =~ /^curl (\S+)/;
+	return $v =~ /^Features:.*\bHTTP3\b/m ? ''
+		: 'curl ' . ($version // '?') . ' has no HTTP/3';
+}
+
+# one request on a new connection with "curl --http3-only": the raw
+# response, as https_get() returns it (undef if curl failed)
+
+sub curl_get {
+	my ($port, $uri, $cert) = @_;
+
+	my %cert = Mtls::cert_opts($cert);
+	my @cmd = ('curl', '--http3-only', '-k', '-s', '-i', '-m', '10',
+		'--resolve', "localhost:$port:127.0.0.1",
+		$cert{SSL_cert_file}
+			? ('--cert', $cert{SSL_cert_file}, '--key', $cert{SSL_key_file})
+			: (),
+		"https://localhost:$port$uri");
+
+	my $r = eval { Mtls::run_cmd(@cmd) };
+	warn "# curl $uri: $@" unless defined $r;
+	return $r;
+}
+
+###############################################################################
+
 1;

@@ -69,6 +69,10 @@ fn push_base128(out: &mut Vec<u8>, value: u128) {
 
 /// The content octets of a dotted OID; `None` unless it is canonical
 /// (no leading zeros) and encodable, with arcs up to 128 bits.
+///
+/// Hand-written rather than asn1-rs's `Oid::from`, which takes arcs of 64
+/// bits (a UUID OID, `2.25.<128 bits>`, does not fit) and packs the first
+/// two arcs into one octet (`2.999.1` comes out wrong).
 pub(super) fn encode_oid(dotted: &str) -> Option<Vec<u8>> {
     let arcs = dotted
         .split('.')

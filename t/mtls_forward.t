@@ -33,7 +33,7 @@ eval { require Protocol::HTTP2::Client; };
 plan(skip_all => 'Protocol::HTTP2 not installed') if $@;
 
 my $t = Test::Nginx->new()->has(qw/http http_ssl http_v2 proxy/)
-	->has_daemon('openssl')->plan(65);
+	->has_daemon('openssl')->plan(63);
 
 $t->write_file_expand('nginx.conf', <<'EOF');
 

@@ -33,7 +33,7 @@ eval { require Protocol::HTTP2::Client; };
 plan(skip_all => 'Protocol::HTTP2 not installed') if $@;
 
 my $t = Test::Nginx->new()->has(qw/http http_ssl http_v2 proxy/)
-	->has_daemon('openssl')->plan(63);
+	->has_daemon('openssl')->plan(70);
 
 $t->write_file_expand('nginx.conf', <<'EOF');
 
@@ -344,6 +344,33 @@ ok(defined $h && !grep({ /^(client-cert|x-client-)/ } keys %$h),
 	'h2, lower level: none of the headers');
 is_deeply(field(seen($h2[2]), 'client-cert'), [ $der{alice} ],
 	'h2: another stream');
+
+# configuration errors
+
+for my $case (
+	[ 'X-Forwarded-For', 'is a header nginx itself processes' ],
+	[ 'X-*', 'matches "X-Forwarded-For", a header nginx itself processes' ],
+	[ '*', '"*" may only end a name that has a prefix' ],
+	[ 'X-*-ID', '"*" may only end a name that has a prefix' ],
+	[ '"Client Cert"', 'not a header name' ],
+	[ 'Client-Cert off', '"off" must be the only value', 'off' ],
+) {
+	my ($args, $why, $value) = @$case;
+	$value //= ($args =~ s/"//gr);
+	my $line = "mtls_clear_request_headers $args;";
+	my $out = nginx_t($t, "%%TEST_GLOBALS%%\nevents {}\nhttp {\n"
+		. "    server {\n        location / {\n            $line\n"
+		. "        }\n    }\n}\n", 'clear.conf');
+	my $at = "$d/clear.conf:" . conf_line($t, 'clear.conf', $line);
+	like($out, qr/\[emerg\] "mtls_clear_request_headers" directive has invalid value "\Q$value\E": \Q$why\E in \Q$at\E$/m,
+		"refused: $args");
+}
+
+like(nginx_t($t, "%%TEST_GLOBALS%%\nevents {}\nhttp {\n"
+	. "    mtls_clear_request_headers Client-Cert;\n"
+	. "    mtls_clear_request_headers X-Client-*;\n}\n", 'dup.conf'),
+	qr/\[emerg\] "mtls_clear_request_headers" directive is duplicate/,
+	'refused: twice at one level');
 
 # the strict parser refuses what is not a List of Byte Sequences
 

@@ -151,14 +151,16 @@ impl Zone {
 
     /// Records a certificate seen at `now` on a new connection by worker
     /// `worker`: counted by its remaining validity, and kept in that
-    /// worker's table if it is among the soonest to expire. `describe` is
-    /// called only then: its fingerprint, subject and serial.
+    /// worker's table if it is among the soonest to expire. `fingerprint`
+    /// is called only then, `names` (subject and serial) only for a
+    /// certificate the table does not hold yet.
     pub fn record(
         &self,
         worker: usize,
         not_after: i64,
         now: i64,
-        describe: impl FnOnce() -> Option<([u8; 32], String, String)>,
+        fingerprint: impl FnOnce() -> Option<[u8; 32]>,
+        names: impl FnOnce() -> (String, String),
     ) {
         let h = self.header();
         let remaining = not_after.saturating_sub(now);
@@ -184,7 +186,7 @@ impl Zone {
         if full && not_after > latest_not_after {
             return;
         }
-        let Some((fingerprint, subject, serial)) = describe() else {
+        let Some(fingerprint) = fingerprint() else {
             return;
         };
         let same = table.iter().find(|e| {
@@ -201,6 +203,7 @@ impl Zone {
         if full && not_after == latest_not_after {
             return; // a tie keeps the certificate seen first
         }
+        let (subject, serial) = names();
         write(&table[latest], |e| {
             e.not_after.store(not_after, Ordering::Relaxed);
             e.last_seen.store(now, Ordering::Relaxed);
@@ -308,8 +311,15 @@ mod tests {
     const DAY: i64 = 86_400;
     const NOW: i64 = 1_800_000_000;
 
-    fn cert(n: u8) -> impl FnOnce() -> Option<([u8; 32], String, String)> {
-        move || Some(([n; 32], format!("CN=c{n}"), format!("{n:02X}")))
+    /// Records certificate number `n`.
+    fn record(zone: &Zone, worker: usize, not_after: i64, now: i64, n: u8) {
+        zone.record(
+            worker,
+            not_after,
+            now,
+            || Some([n; 32]),
+            || (format!("CN=c{n}"), format!("{n:02X}")),
+        );
     }
 
     #[test]
@@ -326,7 +336,7 @@ mod tests {
 
         let zone = Zone::new(2).unwrap();
         for (worker, days) in [(0, 0), (1, 3), (0, 20), (1, 20), (0, 400)] {
-            zone.record(worker, NOW + days * DAY + 3600, NOW, cert(days as u8));
+            record(&zone, worker, NOW + days * DAY + 3600, NOW, days as u8);
         }
         let s = zone.snapshot();
         assert_eq!(s.buckets, [1, 1, 2, 1]);
@@ -339,10 +349,10 @@ mod tests {
     #[test]
     fn distinct_certificates() {
         let zone = Zone::new(3).unwrap();
-        zone.record(0, NOW + DAY, NOW, cert(1));
-        zone.record(0, NOW + DAY, NOW + 5, cert(1));
-        zone.record(2, NOW + DAY, NOW + 9, cert(1));
-        zone.record(1, NOW + 2 * DAY, NOW + 7, cert(2));
+        record(&zone, 0, NOW + DAY, NOW, 1);
+        record(&zone, 0, NOW + DAY, NOW + 5, 1);
+        record(&zone, 2, NOW + DAY, NOW + 9, 1);
+        record(&zone, 1, NOW + 2 * DAY, NOW + 7, 2);
         let s = zone.snapshot();
         assert_eq!(s.connections(), 4);
         assert_eq!(s.soonest.len(), 2);
@@ -362,14 +372,22 @@ mod tests {
         for n in 0..60u8 {
             let worker = usize::from(n % 2);
             // not_after from 60 days down to 1 day: each new one is sooner.
-            zone.record(worker, NOW + i64::from(60 - n) * DAY, NOW, cert(n));
+            record(&zone, worker, NOW + i64::from(60 - n) * DAY, NOW, n);
         }
         let mut described = false;
-        zone.record(0, NOW + 100 * DAY, NOW, || {
-            described = true;
-            None
-        });
-        assert!(!described, "later than a full table: not described");
+        zone.record(
+            0,
+            NOW + 100 * DAY,
+            NOW,
+            || {
+                described = true;
+                None
+            },
+            || unreachable!(),
+        );
+        assert!(!described, "later than a full table: no fingerprint");
+        // Already held: no names.
+        zone.record(0, NOW + 2 * DAY, NOW, || Some([58; 32]), || unreachable!());
         let s = zone.snapshot();
         assert_eq!(s.soonest.len(), SOONEST);
         let days: Vec<i64> = s
@@ -378,14 +396,20 @@ mod tests {
             .map(|e| (e.not_after - NOW) / DAY)
             .collect();
         assert_eq!(days, (1..=20).collect::<Vec<_>>());
-        assert_eq!(s.connections(), 61);
+        assert_eq!(s.connections(), 62);
     }
 
     #[test]
     fn texts_are_cut_at_a_character_boundary() {
         let zone = Zone::new(1).unwrap();
         let long = "é".repeat(200);
-        zone.record(0, NOW + DAY, NOW, || Some(([7; 32], long, "AB".repeat(40))));
+        zone.record(
+            0,
+            NOW + DAY,
+            NOW,
+            || Some([7; 32]),
+            || (long, "AB".repeat(40)),
+        );
         let s = zone.snapshot();
         assert_eq!(s.soonest[0].subject, "é".repeat(128));
         assert_eq!(s.soonest[0].serial.len(), SERIAL_LEN);
@@ -395,7 +419,7 @@ mod tests {
     #[test]
     fn unknown_worker_counts_only() {
         let zone = Zone::new(1).unwrap();
-        zone.record(5, NOW + DAY, NOW, cert(1));
+        record(&zone, 5, NOW + DAY, NOW, 1);
         let s = zone.snapshot();
         assert_eq!(s.connections(), 1);
         assert!(s.soonest.is_empty());
@@ -406,14 +430,14 @@ mod tests {
     #[test]
     fn entry_left_mid_write() {
         let zone = Zone::new(1).unwrap();
-        zone.record(0, NOW + DAY, NOW, cert(1));
+        record(&zone, 0, NOW + DAY, NOW, 1);
         let table = zone.table(0);
         let e = table
             .iter()
             .find(|e| e.not_after.load(Ordering::Relaxed) != 0);
         e.unwrap().seq.fetch_add(1, Ordering::Relaxed);
         assert!(zone.snapshot().soonest.is_empty());
-        zone.record(0, NOW + DAY, NOW + 1, cert(1));
+        record(&zone, 0, NOW + DAY, NOW + 1, 1);
         let s = zone.snapshot();
         assert_eq!(s.soonest.len(), 1);
         assert_eq!(s.soonest[0].last_seen, NOW + 1);
@@ -430,7 +454,7 @@ mod tests {
                 for i in 0..300_000i64 {
                     let n = (i % 50) as u8 + 1;
                     // Distinct not_after for each n, so entries get replaced.
-                    zone.record(0, NOW + i64::from(n) * DAY - i, NOW, cert(n));
+                    record(&zone, 0, NOW + i64::from(n) * DAY - i, NOW, n);
                 }
             })
         };

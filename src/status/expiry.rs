@@ -55,12 +55,17 @@ pub fn seen(id: &Identity) {
     };
     // SAFETY: set by nginx before the worker serves anything.
     let worker = unsafe { ptr::read(ptr::addr_of!(ngx_worker)) };
-    zone.record(worker, not_after, ngx_time(), || {
-        let fingerprint = *id.fingerprint().ok()?;
-        let subject = id.subject().map(Dn::to_rfc4514).unwrap_or_default();
-        let serial = id.serial().map(ToString::to_string).unwrap_or_default();
-        Some((fingerprint, subject, serial))
-    });
+    zone.record(
+        worker,
+        not_after,
+        ngx_time(),
+        || id.fingerprint().ok().copied(),
+        || {
+            let subject = id.subject().map(Dn::to_rfc4514).unwrap_or_default();
+            let serial = id.serial().map(ToString::to_string).unwrap_or_default();
+            (subject, serial)
+        },
+    );
 }
 
 fn snapshot(mcf: &MainConf) -> Snapshot {

@@ -178,7 +178,7 @@ mod tests {
         assert!(t.starts_with("-_8A"), "{t}");
         assert!(!t.contains('=') && !t.contains('+') && !t.contains('/'));
         assert_eq!(
-            x5t_s256(&crate::hex::sha256(b"abc")),
+            x5t_s256(&crate::identity::fingerprint::sha256(b"abc")),
             "ungWv48Bz-pBQUDeXa4iI7ADYaOWF3qctBD_YfIAFa0"
         );
     }

@@ -23,7 +23,7 @@ select STDERR; $| = 1;
 select STDOUT; $| = 1;
 
 my $t = Test::Nginx->new()
-	->has(qw/http http_ssl proxy upstream_keepalive/)
+	->has(qw/http http_ssl proxy upstream_keepalive auth_request/)
 	->has_daemon('openssl')->plan(45);
 
 my $d = $t->testdir();

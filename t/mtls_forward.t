@@ -32,7 +32,7 @@ select STDOUT; $| = 1;
 eval { require Protocol::HTTP2::Client; };
 plan(skip_all => 'Protocol::HTTP2 not installed') if $@;
 
-my $t = Test::Nginx->new()->has(qw/http http_ssl http_v2 proxy/)
+my $t = Test::Nginx->new()->has(qw/http http_ssl http_v2 proxy auth_request/)
 	->has_daemon('openssl')->plan(70);
 
 $t->write_file_expand('nginx.conf', <<'EOF');

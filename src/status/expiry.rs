@@ -13,7 +13,8 @@ use super::{json_str, prom_label, time_or_null};
 use crate::conf::{ConfError, MainConf};
 use crate::expiry::{Snapshot, Zone, BUCKETS};
 use crate::identity::dn::Dn;
-use crate::identity::Identity;
+use crate::identity::fingerprint::sha256;
+use crate::identity::{x509, Identity};
 use crate::Module;
 
 /// Makes the zone of a configuration that was accepted, before the master
@@ -37,7 +38,9 @@ pub unsafe fn create(cycle: *mut ngx_cycle_t, mcf: &mut MainConf) -> Result<(), 
     Ok(())
 }
 
-/// Records the verified certificate of a new connection.
+/// Records the verified certificate of a new connection. Read from the
+/// certificate itself, not through `id`'s parts: those say what the
+/// decisions read (the debug log shows them), and recording it is none.
 pub fn seen(id: &Identity) {
     // SAFETY: in a worker, `ngx_cycle` is its live cycle.
     let mcf = unsafe {
@@ -50,7 +53,8 @@ pub fn seen(id: &Identity) {
     let Some(zone) = mcf.and_then(|m| m.expiry.as_ref()) else {
         return;
     };
-    let Ok(not_after) = id.not_after() else {
+    let cert = id.cert();
+    let Some(not_after) = x509::not_after(cert) else {
         return;
     };
     // SAFETY: set by nginx before the worker serves anything.
@@ -59,10 +63,15 @@ pub fn seen(id: &Identity) {
         worker,
         not_after,
         ngx_time(),
-        || id.fingerprint().ok().copied(),
+        || cert.to_der().ok().map(|der| sha256(&der)),
         || {
-            let subject = id.subject().map(Dn::to_rfc4514).unwrap_or_default();
-            let serial = id.serial().map(ToString::to_string).unwrap_or_default();
+            let subject = x509::name_der(cert.subject_name())
+                .and_then(Dn::from_der)
+                .map(|dn| dn.to_rfc4514())
+                .unwrap_or_default();
+            let serial = x509::serial(cert)
+                .map(|s| s.to_string())
+                .unwrap_or_default();
             (subject, serial)
         },
     );

@@ -203,6 +203,22 @@ my %configs = (
 		deny => 'revoked',
 		crl => 1,
 	},
+	# Only with --only: the client's certificate passed on to an upstream
+	# (a second server of the same nginx, over kept-alive connections),
+	# the nginx way and the RFC 9440 way.
+	'fwd-pem' => {
+		label => '6a. proxy_pass with $ssl_client_escaped_cert, no module',
+		extra => 1,
+		proxy => 'proxy_set_header X-SSL-Client-Cert $ssl_client_escaped_cert;',
+	},
+	'fwd-rfc9440' => {
+		label => '6b. proxy_pass with Client-Cert and Client-Cert-Chain, mtls on',
+		module => 1,
+		extra => 1,
+		server => 'mtls on;',
+		proxy => 'proxy_set_header Client-Cert $mtls_client_cert;'
+			. ' proxy_set_header Client-Cert-Chain $mtls_client_cert_chain;',
+	},
 	'crl-only' => {
 		label => 'module, 1M-entry CRL',
 		module => 1,
@@ -211,7 +227,8 @@ my %configs = (
 	},
 );
 my @throughput = grep { $only{$_} || (!%only && !$configs{$_}{extra}) }
-	qw(baseline loaded map-1 map-10k mtls-on names revocation url-crl);
+	qw(baseline loaded map-1 map-10k mtls-on names revocation url-crl
+		fwd-pem fwd-rfc9440);
 
 # The HTTP server of the URL-fed CRL: Python's, serving $w/crl, with
 # Last-Modified and 304 answers; started once, stopped at exit.
@@ -246,6 +263,15 @@ sub nginx_conf {
 	my $server = $c->{server} // '';
 	$server = $server->() if ref $server;
 	my $workers = $a{workers} // 1;
+	my ($upstream, $content) = ('', "root $w;");
+	if (defined $c->{proxy}) {
+		my $up = $a{upstream_port};
+		$upstream = "upstream bench_upstream { server 127.0.0.1:$up;"
+			. " keepalive 16; }\n"
+			. "    server { listen 127.0.0.1:$up; location / { root $w; } }";
+		$content = 'proxy_pass http://bench_upstream; proxy_http_version 1.1;'
+			. " proxy_set_header Connection \"\"; $c->{proxy}";
+	}
 	return <<"EOF";
 user root;
 daemon off;
@@ -263,6 +289,7 @@ http {
     access_log off;
     default_type text/html;
     $http
+    $upstream
 
     server {
         listen 127.0.0.1:$port ssl reuseport;
@@ -277,7 +304,7 @@ http {
         $server
 
         location = /index.html {
-            root $w;
+            $content
         }
         location = /mtls-status {
             ${\ ($c->{module} ? 'mtls off; mtls_status;' : 'return 404;') }
@@ -307,7 +334,8 @@ sub start {
 		rename "$w/crl/ca.crl.tmp", "$w/crl/ca.crl" or die "rename: $!\n";
 	}
 	my $port = free_port();
-	Mtls::spew("$dir/nginx.conf", nginx_conf($c, port => $port, %a));
+	Mtls::spew("$dir/nginx.conf", nginx_conf($c, port => $port,
+		upstream_port => free_port(), %a));
 	my @cpus = ('taskset', '-c', $a{cpus} // $o{nginx_cpus});
 	my $pid = fork // die "fork: $!\n";
 	if (!$pid) {
@@ -718,10 +746,11 @@ if (%tp) {
 				f3(median(map { $_->{p99} } @$rs)), $failed);
 		}
 		my @vs = grep { $tp{$shape}{$_->[0]} && $tp{$shape}{$_->[1]} }
-			([ 'names', 'map-10k' ], [ 'mtls-on', 'map-1' ]);
+			([ 'names', 'map-10k' ], [ 'mtls-on', 'map-1' ],
+				[ 'fwd-rfc9440', 'fwd-pem' ]);
 		if (@vs) {
-			push @md, '', 'Module against map/if with the same names'
-				. ' (within each round; above 1: the module is faster):', '';
+			push @md, '', 'Module against the nginx configuration doing the'
+				. ' same (within each round; above 1: the module is faster):', '';
 			for (@vs) {
 				my ($a, $b) = map { $tp{$shape}{$_} } @$_;
 				push @md, sprintf('- %s against %s: throughput %s, CPU %s',

@@ -45,6 +45,9 @@ pub struct LocConf {
     /// `mtls_crl_grace`, seconds.
     pub crl_grace: time_t,
     pub policy: Policy,
+    /// `mtls_clear_request_headers`: `None` until set here or inherited,
+    /// then the default names.
+    pub clear_headers: Option<Arc<crate::forward::HeaderNames>>,
     /// Whether this level itself sets a rule (not only inherits one).
     own_rules: bool,
 }
@@ -57,6 +60,7 @@ impl Default for LocConf {
             crl_chain: NGX_CONF_UNSET as ngx_flag_t,
             crl_grace: NGX_CONF_UNSET as time_t,
             policy: Policy::default(),
+            clear_headers: None,
             own_rules: false,
         }
     }
@@ -98,6 +102,7 @@ impl Merge for LocConf {
                 prev.crl_grace
             };
         }
+        crate::forward::clear::merge(self, prev);
         self.policy.inherit(&prev.policy);
         note_grace(&self.policy, self.crl_grace);
         Ok(())
@@ -125,6 +130,8 @@ pub struct MainConf {
     /// For each URL source, the body fetched with the configuration, kept
     /// once it is accepted, or why the fetch failed.
     pub fetched: Vec<Option<Result<crate::loader::url::Kept, String>>>,
+    /// When the client certificates seen expire; `None` under `nginx -t`.
+    pub expiry: Option<Arc<crate::expiry::Zone>>,
 }
 
 impl Default for MainConf {
@@ -139,6 +146,7 @@ impl Default for MainConf {
             access_phase: usize::MAX,
             cache_dir: None,
             fetched: Vec::new(),
+            expiry: None,
         }
     }
 }
@@ -179,7 +187,7 @@ macro_rules! rule_command {
 const MAIN_SRV: u32 = NGX_HTTP_MAIN_CONF | NGX_HTTP_SRV_CONF;
 const ANY_LEVEL: u32 = NGX_HTTP_MAIN_CONF | NGX_HTTP_SRV_CONF | NGX_HTTP_LOC_CONF;
 
-pub static mut NGX_HTTP_MTLS_COMMANDS: [ngx_command_t; 17] = [
+pub static mut NGX_HTTP_MTLS_COMMANDS: [ngx_command_t; 18] = [
     ngx_command_t {
         name: ngx_string!("mtls"),
         type_: (NGX_HTTP_MAIN_CONF | NGX_HTTP_SRV_CONF | NGX_HTTP_LOC_CONF | NGX_CONF_FLAG)
@@ -252,6 +260,14 @@ pub static mut NGX_HTTP_MTLS_COMMANDS: [ngx_command_t; 17] = [
         conf: NGX_HTTP_MAIN_CONF_OFFSET,
         offset: core::mem::offset_of!(MainConf, reload_interval),
         post: ptr::addr_of!(RELOAD_INTERVAL_POST) as *mut c_void,
+    },
+    ngx_command_t {
+        name: ngx_string!("mtls_clear_request_headers"),
+        type_: (ANY_LEVEL | NGX_CONF_1MORE) as ngx_uint_t,
+        set: Some(crate::forward::clear::set_clear_headers),
+        conf: NGX_HTTP_LOC_CONF_OFFSET,
+        offset: 0,
+        post: ptr::null_mut(),
     },
     ngx_command_t {
         name: ngx_string!("mtls_status"),

@@ -5,6 +5,8 @@
 //! connection's certificate), `identity` (what a certificate says),
 //! `policy` (rules and matching) and `variables`.
 
+pub mod expiry;
+pub mod forward;
 pub mod hex;
 pub mod identity;
 pub mod policy;
@@ -68,10 +70,14 @@ mod module {
             let Some(cmcf) = NgxHttpCoreModule::main_conf_mut(&*cf) else {
                 return NGX_ERROR as ngx_int_t;
             };
-            let handlers: [(_, extern "C" fn(*mut ngx_http_request_t) -> ngx_int_t); 2] = [
+            let handlers: [(_, extern "C" fn(*mut ngx_http_request_t) -> ngx_int_t); 3] = [
                 (
                     ngx_http_phases_NGX_HTTP_ACCESS_PHASE,
                     crate::access::access_handler,
+                ),
+                (
+                    ngx_http_phases_NGX_HTTP_PRECONTENT_PHASE,
+                    crate::forward::clear::precontent_handler,
                 ),
                 (
                     ngx_http_phases_NGX_HTTP_LOG_PHASE,
@@ -141,7 +147,8 @@ mod module {
         let published = std::panic::catch_unwind(|| unsafe {
             Module::main_conf_mut(&*cycle).map_or(Ok(()), |mcf| {
                 mcf.access_phase = crate::access::access_phase_index(&*cycle);
-                crate::conf::publish(cycle, mcf)
+                crate::conf::publish(cycle, mcf)?;
+                crate::status::expiry::create(cycle, mcf)
             })
         });
         crate::loader::release_memory();

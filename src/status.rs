@@ -15,6 +15,8 @@ use crate::policy::Reason;
 use crate::state::fetch::FetchView;
 use crate::Module;
 
+pub mod expiry;
+
 /// The counter index of an allowed request; reasons follow.
 pub const ALLOWED: usize = 0;
 
@@ -229,7 +231,9 @@ fn json(mcf: &MainConf) -> String {
         let sep = if n > 0 { "," } else { "" };
         let _ = write!(out, "{sep}\"{}\":{count}", reason.as_str());
     }
-    out.push_str("}}}\n");
+    out.push_str("}},");
+    out.push_str(&expiry::json(mcf));
+    out.push_str("}\n");
     out
 }
 
@@ -370,6 +374,7 @@ fn prometheus_text(mcf: &MainConf) -> String {
             }
         }
     }
+    expiry::prometheus(mcf, &mut out);
     out
 }
 

@@ -33,15 +33,20 @@ pub struct Verified {
     /// Its parts are read on first use.
     pub identity: Identity,
     pub chain: Chain,
+    /// `$mtls_client_cert` and `$mtls_client_cert_chain`, made on first
+    /// use for the connection's requests.
+    client_cert: OnceLock<String>,
+    client_cert_chain: OnceLock<String>,
 }
 
 /// What revocation needs of a verified connection, beyond the leaf's
 /// identity.
 pub struct Chain {
-    /// The CA certificates of the verified chain, between the leaf and the
-    /// root. `None` where OpenSSL kept no chain (a resumed TLS session):
-    /// then it is rebuilt from the configured CA certificates.
-    cas: Option<Vec<X509>>,
+    /// The certificates of the verified chain above the leaf, the root
+    /// (or whichever trusted certificate ended it) last. `None` where
+    /// OpenSSL kept no chain (a resumed TLS session): then it is rebuilt
+    /// from the configured CA certificates.
+    above: Option<Vec<X509>>,
     /// The leaf's link, made on first use: `None` where its issuer or
     /// serial cannot be read.
     leaf: OnceLock<Option<Link>>,
@@ -67,16 +72,13 @@ struct Passed {
 }
 
 impl Chain {
-    /// The chain of a verified connection, without the leaf and the root
-    /// (the last certificate, which verifies itself).
+    /// The chain of a verified connection, without the leaf.
     fn of(ssl: &SslRef) -> Chain {
-        let cas = ssl.verified_chain().map(|chain| {
-            let len = chain.len();
-            let cas = chain.iter().take(len.saturating_sub(1)).skip(1);
-            cas.map(X509Ref::to_owned).collect()
-        });
+        let above = ssl
+            .verified_chain()
+            .map(|chain| chain.iter().skip(1).map(X509Ref::to_owned).collect());
         Chain {
-            cas,
+            above,
             leaf: OnceLock::new(),
             ca_links: OnceLock::new(),
             passed: Mutex::new(None),
@@ -114,14 +116,17 @@ impl Chain {
     /// cannot be read, the ones `rebuild` makes from the leaf's link. Made
     /// once for the connection's requests.
     pub fn ca_links(&self, leaf: &Link, rebuild: impl FnOnce(&Link) -> Vec<Link>) -> &[Link] {
-        if self.cas.as_ref().is_some_and(Vec::is_empty) {
+        // Between the leaf and the root, which verifies itself.
+        let cas = self
+            .above
+            .as_deref()
+            .map(|above| &above[..above.len().saturating_sub(1)]);
+        if cas.is_some_and(<[X509]>::is_empty) {
             return &[]; // a leaf issued by the root itself
         }
         self.ca_links.get_or_init(|| {
-            let cas: Option<Vec<Link>> = self
-                .cas
-                .as_ref()
-                .and_then(|cas| cas.iter().map(|ca| Link::of(ca, true)).collect());
+            let cas: Option<Vec<Link>> =
+                cas.and_then(|cas| cas.iter().map(|ca| Link::of(ca, true)).collect());
             cas.unwrap_or_else(|| rebuild(leaf))
         })
     }
@@ -161,6 +166,8 @@ impl ClientCert {
         ClientCert::Verified(Box::new(Verified {
             chain: Chain::of(ssl),
             identity: Identity::new(cert),
+            client_cert: OnceLock::new(),
+            client_cert_chain: OnceLock::new(),
         }))
     }
 }
@@ -200,8 +207,100 @@ pub unsafe fn client_cert<'c>(c: *mut ngx_connection_t) -> &'c ClientCert {
         return &*(cert as *const ClientCert);
     }
     ssl.set_ex_data(index, ClientCert::read(ssl));
-    match ssl.ex_data(index) {
+    let cert = match ssl.ex_data(index) {
         Some(cert) => &*(cert as *const ClientCert),
         None => &NONE,
+    };
+    if let ClientCert::Verified(v) = cert {
+        crate::status::expiry::seen(&v.identity);
     }
+    cert
+}
+
+/// The leaf certificate of connection `c` as an RFC 9440 `Client-Cert`
+/// value; `None` unless it verified.
+///
+/// # Safety
+/// As for [`client_cert`].
+pub unsafe fn client_cert_field<'c>(c: *mut ngx_connection_t) -> Option<&'c str> {
+    let v = client_cert(c).verified()?;
+    let value = v.client_cert.get_or_init(|| {
+        v.identity
+            .cert()
+            .to_der()
+            .map(|der| crate::forward::byte_sequence(&der))
+            .unwrap_or_default()
+    });
+    Some(value.as_str()).filter(|s| !s.is_empty())
+}
+
+/// The chain above the leaf of connection `c` as an RFC 9440
+/// `Client-Cert-Chain` value: the verified chain in TLS order, the root
+/// included; on a resumed session, where OpenSSL kept none, the chain
+/// rebuilt from the certificates the client sent and the ones the server
+/// verifies clients with. `None` unless the certificate verified; empty
+/// for a certificate that is itself trusted.
+///
+/// # Safety
+/// As for [`client_cert`].
+pub unsafe fn client_cert_chain_field<'c>(c: *mut ngx_connection_t) -> Option<&'c str> {
+    let v = client_cert(c).verified()?;
+    let value = v.client_cert_chain.get_or_init(|| {
+        let rebuilt;
+        let above: &[X509] = match &v.chain.above {
+            Some(above) => above,
+            None => {
+                // SAFETY: `c` has TLS, or it would have no verified
+                // certificate; as in `client_cert`.
+                let ssl = SslRef::from_ptr_mut((*(*c).ssl).connection.cast());
+                rebuilt = rebuild(v.identity.cert(), ssl);
+                &rebuilt
+            }
+        };
+        let ders: Vec<Vec<u8>> = above.iter().filter_map(|ca| ca.to_der().ok()).collect();
+        crate::forward::byte_sequence_list(ders.iter().map(Vec::as_slice))
+    });
+    Some(value.as_str())
+}
+
+/// The chain above `leaf` of a resumed session: each issuer among the
+/// certificates the client sent, if OpenSSL kept them, and the server's
+/// trusted ones, as OpenSSL matches an issuer (name, key identifiers, key
+/// usage), up to a self-issued certificate. Where several match, the one
+/// whose key verifies the signature.
+fn rebuild(leaf: &X509Ref, ssl: &SslRef) -> Vec<X509> {
+    let mut candidates: Vec<X509> = ssl
+        .peer_cert_chain()
+        .map(|chain| chain.iter().map(X509Ref::to_owned).collect())
+        .unwrap_or_default();
+    candidates.extend(ssl.ssl_context().cert_store().all_certificates());
+    let mut chain: Vec<X509> = Vec::new();
+    let mut current = leaf.to_owned();
+    while chain.len() < 16 {
+        let der = current.to_der().ok();
+        let issuers: Vec<&X509> = candidates
+            .iter()
+            .filter(|ca| ca.issued(&current) == X509VerifyResult::OK)
+            .filter(|ca| ca.to_der().ok() != der)
+            .collect();
+        let issuer = match issuers[..] {
+            [] => break,
+            [one] => one,
+            [first, ..] => issuers
+                .iter()
+                .copied()
+                .find(|ca| {
+                    ca.public_key()
+                        .and_then(|key| current.verify(&key))
+                        .unwrap_or(false)
+                })
+                .unwrap_or(first),
+        };
+        chain.push(issuer.clone());
+        if issuer.issued(issuer) == X509VerifyResult::OK {
+            break; // self-issued: the root
+        }
+        current = issuer.clone();
+    }
+    chain
 }

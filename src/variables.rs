@@ -11,11 +11,12 @@ use ngx::ffi::*;
 use ngx::http::Request;
 use ngx::ngx_string;
 
-use crate::access::verdict;
+use crate::access::{verdict, Verdict};
+use crate::forward::x5t_s256;
 use crate::hex::lower_hex;
 use crate::identity::dn::{escape_value, Dn};
 use crate::identity::Identity;
-use crate::tls::client_cert;
+use crate::tls::{client_cert, client_cert_chain_field, client_cert_field};
 
 #[derive(Clone, Copy)]
 enum Var {
@@ -33,9 +34,12 @@ enum Var {
     SpiffeId,
     NotAfter,
     ExpiresIn,
+    ClientCert,
+    ClientCertChain,
+    X5tS256,
 }
 
-const VARS: [(ngx_str_t, Var, u32); 14] = [
+const VARS: [(ngx_str_t, Var, u32); 17] = [
     (
         ngx_string!("mtls_decision"),
         Var::Decision,
@@ -60,6 +64,23 @@ const VARS: [(ngx_str_t, Var, u32); 14] = [
     (
         ngx_string!("mtls_expires_in"),
         Var::ExpiresIn,
+        NGX_HTTP_VAR_NOCACHEABLE,
+    ),
+    // Set only where the module allowed the request: they depend on the
+    // location's decision, as $mtls_decision does.
+    (
+        ngx_string!("mtls_client_cert"),
+        Var::ClientCert,
+        NGX_HTTP_VAR_NOCACHEABLE,
+    ),
+    (
+        ngx_string!("mtls_client_cert_chain"),
+        Var::ClientCertChain,
+        NGX_HTTP_VAR_NOCACHEABLE,
+    ),
+    (
+        ngx_string!("mtls_x5t_s256"),
+        Var::X5tS256,
         NGX_HTTP_VAR_NOCACHEABLE,
     ),
 ];
@@ -102,6 +123,7 @@ fn value(r: &mut Request, var: Var) -> String {
     match var {
         Var::Decision => return verdict(r).decision().to_owned(),
         Var::Reason => return verdict(r).reason().to_owned(),
+        Var::ClientCert | Var::ClientCertChain | Var::X5tS256 => return forwarded(r, var),
         _ => {}
     }
     // SAFETY: the request's connection is live while the request is.
@@ -109,6 +131,32 @@ fn value(r: &mut Request, var: Var) -> String {
         return String::new();
     };
     certificate_value(id, var)
+}
+
+/// What is passed on to an upstream: only for a certificate the module
+/// allowed in the request's location. Not in an `mtls off` location, where
+/// no rule and no revocation was checked, nor for a denied request that
+/// `satisfy any` lets through.
+fn forwarded(r: &mut Request, var: Var) -> String {
+    if verdict(r) != Verdict::Allow {
+        return String::new();
+    }
+    let c = r.connection();
+    // SAFETY: the request's connection is live while the request is.
+    let value = unsafe {
+        match var {
+            Var::ClientCert => client_cert_field(c),
+            Var::ClientCertChain => client_cert_chain_field(c),
+            _ => {
+                return client_cert(c)
+                    .identity()
+                    .and_then(|id| id.fingerprint().ok())
+                    .map(x5t_s256)
+                    .unwrap_or_default()
+            }
+        }
+    };
+    value.unwrap_or_default().to_owned()
 }
 
 /// The value of `var` for `id`: empty where the part it shows cannot be
@@ -143,7 +191,9 @@ fn certificate_value(id: &Identity, var: Var) -> String {
                 .map_or(0, |d| d.as_secs() as i64);
             (not_after - now).to_string()
         }),
-        Var::Decision | Var::Reason => Ok(String::new()),
+        Var::Decision | Var::Reason | Var::ClientCert | Var::ClientCertChain | Var::X5tS256 => {
+            Ok(String::new())
+        }
     };
     value.unwrap_or_default()
 }

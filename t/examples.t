@@ -23,8 +23,8 @@ select STDERR; $| = 1;
 select STDOUT; $| = 1;
 
 my $t = Test::Nginx->new()
-	->has(qw/http http_ssl proxy upstream_keepalive/)
-	->has_daemon('openssl')->plan(37);
+	->has(qw/http http_ssl proxy upstream_keepalive auth_request/)
+	->has_daemon('openssl')->plan(45);
 
 my $d = $t->testdir();
 my $pki = "$d/pki";
@@ -36,6 +36,7 @@ my %examples = (
 	'service-mesh-spiffe' => 8445,
 	'iot-fleet' => 8446,
 	'optional-mtls' => 8447,
+	'bound-tokens' => 8448,
 );
 
 # The certificates the examples' comments describe, and more clients to be
@@ -122,7 +123,19 @@ http {
         server_name  localhost;
 
         location / {
-            return 200 "uri=$uri cn=$http_x_client_cn serial=$http_x_client_serial subject=$http_x_client_subject spiffe=$http_x_client_spiffe_id sha256=$http_x_client_cert_sha256 device=$http_x_device_id auth=$http_authorization\n";
+            return 200 "uri=$uri cn=$http_x_client_cn serial=$http_x_client_serial subject=$http_x_client_subject spiffe=$http_x_client_spiffe_id sha256=$http_x_client_cert_sha256 device=$http_x_device_id cert=$http_client_cert chain=$http_client_cert_chain auth=$http_authorization\n";
+        }
+
+        # The token service of bound-tokens: a token "bound-to-X" is
+        # bound to the certificate whose thumbprint is X.
+        location = /token-check {
+            if ($http_x_client_cert_thumbprint = "") {
+                return 401;
+            }
+            if ($http_authorization = "Bearer bound-to-$http_x_client_cert_thumbprint") {
+                return 204;
+            }
+            return 401;
         }
     }
 
@@ -131,6 +144,7 @@ http {
     include service-mesh-spiffe.conf;
     include iot-fleet.conf;
     include optional-mtls.conf;
+    include bound-tokens.conf;
 }
 
 EOF
@@ -215,6 +229,8 @@ is(status(get('iot-fleet', '/admin/', 'fleet-operator')), 200,
 	'iot: operator manages');
 is(status(get('iot-fleet', '/admin/', 'sensor-0001')), 403,
 	'iot: sensor may not manage');
+like(get('iot-fleet', '/admin/', 'fleet-operator', "X-Device-ID: gw-01\r\n"),
+	qr/ 200 .* device= cert=/s, 'iot: X-Device-ID not forged');
 
 # optional-mtls: public pages without a certificate, protected ones with.
 
@@ -230,7 +246,41 @@ is(status(get('optional-mtls', '/partners/', 'acme')), 200,
 is(status(get('optional-mtls', '/', 'alice', '', "$d/other")), 400,
 	'optional: certificate of another CA refused');
 
+# bound-tokens: a token bound to the caller's certificate passes, one bound
+# to another certificate does not; the API gets the RFC 9440 headers.
+
+my $alice_x5t = x5t('alice');
+my $bound = get('bound-tokens', '/api/orders', 'alice',
+	"Authorization: Bearer bound-to-$alice_x5t\r\n");
+like($bound, qr/ 200 .*uri=\/api\/orders /s, 'bound: token of alice');
+my $alice_b64 = `openssl x509 -in $pki/certs/alice.crt -outform DER | base64 -w0`;
+my $root_b64 = `openssl x509 -in $pki/ca.crt -outform DER | base64 -w0`;
+like($bound, qr/ cert=:\Q$alice_b64\E: chain=:\Q$root_b64\E: /,
+	'bound: Client-Cert and Client-Cert-Chain');
+is(status(get('bound-tokens', '/api/orders', 'carol',
+	"Authorization: Bearer bound-to-$alice_x5t\r\n")), 401,
+	'bound: alice\'s token from carol refused');
+is(status(get('bound-tokens', '/api/orders', 'carol',
+	"Authorization: Bearer bound-to-$alice_x5t\r\n"
+	. "X-Client-Cert-Thumbprint: $alice_x5t\r\n")), 401,
+	'bound: thumbprint not forged');
+is(status(get('bound-tokens', '/api/orders', 'alice')), 401,
+	'bound: no token');
+like(get('bound-tokens', '/api/orders', 'alice',
+	"Authorization: Bearer bound-to-$alice_x5t\r\n"
+	. "Client-Cert: :Zm9yZ2Vk:\r\n"), qr/ cert=:\Q$alice_b64\E: /,
+	'bound: Client-Cert not forged');
+
 ###############################################################################
+
+# $mtls_x5t_s256 of a client's certificate, computed with openssl
+sub x5t {
+	my ($client) = @_;
+	my $t = `openssl x509 -in $pki/certs/$client.crt -outform DER | openssl dgst -sha256 -binary | base64 -w0`;
+	$t =~ tr{+/}{-_};
+	$t =~ s/=+$//;
+	return $t;
+}
 
 # scripts/mtls-pki, its output in pki.log.
 sub pki {

@@ -10,6 +10,7 @@ pub mod identity;
 pub mod policy;
 
 pub mod loader;
+pub mod ocsp;
 pub mod revocation;
 pub mod state;
 

@@ -107,7 +107,10 @@ fn responder(ca: &TestCa, ocsp_signing: bool) -> (X509, PKey<Private>) {
     cert.set_not_after(&Asn1Time::days_from_now(30).unwrap())
         .unwrap();
     if ocsp_signing {
-        let eku = ExtendedKeyUsage::new().other("OCSPSigning").build().unwrap();
+        let eku = ExtendedKeyUsage::new()
+            .other("OCSPSigning")
+            .build()
+            .unwrap();
         cert.append_extension(eku).unwrap();
     }
     cert.sign(&ca.key, MessageDigest::sha256()).unwrap();

@@ -20,11 +20,13 @@ use crate::revocation::Kind;
 use crate::state::Shared;
 use crate::Module;
 
+mod ocsp;
 mod revocation;
 mod rules;
 mod servers;
 mod url;
 
+pub use ocsp::{publish as publish_ocsp, OcspMain, OCSP_CHAIN};
 pub use revocation::{begin, init_revocation, publish};
 pub use servers::check_servers;
 
@@ -45,6 +47,8 @@ pub struct LocConf {
     /// `mtls_crl_grace`, seconds.
     pub crl_grace: time_t,
     pub policy: Policy,
+    /// `mtls_ocsp` and its settings.
+    pub ocsp: ocsp::OcspConf,
     /// Whether this level itself sets a rule (not only inherits one).
     own_rules: bool,
 }
@@ -57,6 +61,7 @@ impl Default for LocConf {
             crl_chain: NGX_CONF_UNSET as ngx_flag_t,
             crl_grace: NGX_CONF_UNSET as time_t,
             policy: Policy::default(),
+            ocsp: ocsp::OcspConf::default(),
             own_rules: false,
         }
     }
@@ -66,7 +71,7 @@ impl LocConf {
     /// `mtls` is on where set so, or where unset and a rule is in effect.
     pub fn enabled(&self) -> bool {
         match self.mtls {
-            v if v == NGX_CONF_UNSET as ngx_flag_t => self.policy.has_rules(),
+            v if v == NGX_CONF_UNSET as ngx_flag_t => self.policy.has_rules() || self.ocsp.on(),
             v => v != 0,
         }
     }
@@ -98,6 +103,7 @@ impl Merge for LocConf {
                 prev.crl_grace
             };
         }
+        self.ocsp.merge(&prev.ocsp);
         self.policy.inherit(&prev.policy);
         note_grace(&self.policy, self.crl_grace);
         Ok(())
@@ -125,6 +131,8 @@ pub struct MainConf {
     /// For each URL source, the body fetched with the configuration, kept
     /// once it is accepted, or why the fetch failed.
     pub fetched: Vec<Option<Result<crate::loader::url::Kept, String>>>,
+    /// `mtls_ocsp_cache`, and the cache.
+    pub ocsp: OcspMain,
 }
 
 impl Default for MainConf {
@@ -139,6 +147,7 @@ impl Default for MainConf {
             access_phase: usize::MAX,
             cache_dir: None,
             fetched: Vec::new(),
+            ocsp: OcspMain::default(),
         }
     }
 }
@@ -179,7 +188,7 @@ macro_rules! rule_command {
 const MAIN_SRV: u32 = NGX_HTTP_MAIN_CONF | NGX_HTTP_SRV_CONF;
 const ANY_LEVEL: u32 = NGX_HTTP_MAIN_CONF | NGX_HTTP_SRV_CONF | NGX_HTTP_LOC_CONF;
 
-pub static mut NGX_HTTP_MTLS_COMMANDS: [ngx_command_t; 17] = [
+pub static mut NGX_HTTP_MTLS_COMMANDS: [ngx_command_t; 22] = [
     ngx_command_t {
         name: ngx_string!("mtls"),
         type_: (NGX_HTTP_MAIN_CONF | NGX_HTTP_SRV_CONF | NGX_HTTP_LOC_CONF | NGX_CONF_FLAG)
@@ -261,6 +270,11 @@ pub static mut NGX_HTTP_MTLS_COMMANDS: [ngx_command_t; 17] = [
         offset: 0,
         post: ptr::null_mut(),
     },
+    ocsp::OCSP_COMMANDS[0],
+    ocsp::OCSP_COMMANDS[1],
+    ocsp::OCSP_COMMANDS[2],
+    ocsp::OCSP_COMMANDS[3],
+    ocsp::OCSP_COMMANDS[4],
     ngx_command_t::empty(),
 ];
 
@@ -328,6 +342,8 @@ pub enum ConfError {
     Source(#[from] crate::loader::LoadError),
     #[error("mtls: cannot create shared memory: {0}")]
     SharedMemory(std::io::Error),
+    #[error("mtls: cannot create the OCSP cache: {0}")]
+    OcspCache(std::io::Error),
     #[error("mtls: cannot publish \"{path}\" in /dev/shm: {source}")]
     Publish {
         path: String,

@@ -142,7 +142,8 @@ mod module {
         let published = std::panic::catch_unwind(|| unsafe {
             Module::main_conf_mut(&*cycle).map_or(Ok(()), |mcf| {
                 mcf.access_phase = crate::access::access_phase_index(&*cycle);
-                crate::conf::publish(cycle, mcf)
+                crate::conf::publish(cycle, mcf)?;
+                crate::conf::publish_ocsp(mcf)
             })
         });
         crate::loader::release_memory();

@@ -443,6 +443,12 @@ impl Cache {
         out
     }
 
+    /// Wakes the loader's queue loop, as a push does (a look-up ended).
+    pub fn notify(&self) {
+        self.header().pushed.fetch_add(1, Ordering::Release);
+        futex_wake(&self.header().pushed);
+    }
+
     /// The push count, to wait on.
     pub fn pushed(&self) -> u32 {
         self.header().pushed.load(Ordering::Acquire)

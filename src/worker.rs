@@ -14,8 +14,8 @@ use std::time::{Duration, Instant};
 use ngx::ffi::*;
 
 use crate::conf::MainConf;
-use crate::loader::process::{self, Child, Message, Stopped};
 use crate::loader::ocsp::Service as OcspService;
+use crate::loader::process::{self, Child, Message, Stopped};
 use crate::loader::Loader;
 
 /// Worker 0's loader process and its timer event, all ended at process

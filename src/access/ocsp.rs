@@ -10,6 +10,7 @@
 
 use core::ptr;
 use std::cell::RefCell;
+use std::collections::hash_map::Entry;
 use std::collections::HashMap;
 use std::sync::OnceLock;
 
@@ -201,19 +202,18 @@ fn queue(
     let now = current_msec();
     WAITING.with(|w| {
         let mut waiting = w.borrow_mut();
-        if !waiting.contains_key(&rp) {
-            let event = new_event(r)?;
-            cache.count(Counter::Miss);
-            waiting.insert(
-                rp,
-                Waiting {
+        let wait = match waiting.entry(rp) {
+            Entry::Occupied(o) => o.into_mut(),
+            Entry::Vacant(v) => {
+                let event = new_event(r)?;
+                cache.count(Counter::Miss);
+                v.insert(Waiting {
                     event,
                     deadline: now.wrapping_add(timeout),
                     queued: Vec::new(),
-                },
-            );
-        }
-        let wait = waiting.get_mut(&rp)?;
+                })
+            }
+        };
         let left = wait.deadline.wrapping_sub(now) as ngx_msec_int_t;
         if left <= 0 {
             return None;
@@ -313,7 +313,7 @@ unsafe fn items<'c>(c: *mut ngx_connection_t, cas: &[X509]) -> Option<&'c Items>
 fn make_items(ssl: &SslRef, cas: &[X509]) -> Option<Items> {
     let leaf = ssl.peer_certificate()?;
     let chain: Vec<X509> = match ssl.verified_chain() {
-        Some(chain) if chain.len() > 0 => chain.iter().map(X509Ref::to_owned).collect(),
+        Some(chain) if !chain.is_empty() => chain.iter().map(X509Ref::to_owned).collect(),
         // A resumed session: OpenSSL keeps the leaf, not the chain.
         _ => rebuild(leaf, cas),
     };

@@ -24,7 +24,7 @@ select STDOUT; $| = 1;
 
 my $t = Test::Nginx->new()
 	->has(qw/http http_ssl proxy upstream_keepalive/)
-	->has_daemon('openssl')->plan(37);
+	->has_daemon('openssl')->plan(40);
 
 my $d = $t->testdir();
 my $pki = "$d/pki";
@@ -36,6 +36,7 @@ my %examples = (
 	'service-mesh-spiffe' => 8445,
 	'iot-fleet' => 8446,
 	'optional-mtls' => 8447,
+	'ocsp' => 8448,
 );
 
 # The certificates the examples' comments describe, and more clients to be
@@ -44,7 +45,7 @@ my %examples = (
 $ENV{MTLS_PKI_PASSPHRASE} = 'examples passphrase';
 
 pki('init', '--o', 'Example', '--cn', 'Example Root CA');
-pki('server', $_) for qw/admin.example.com api.example.com
+pki('server', $_) for qw/admin.example.com api.example.com portal.example.com
 	devices.iot.example.com www.example.com/;
 pki('intermediate', 'mesh', '--o', 'Example', '--cn', 'Mesh Workload CA');
 pki(qw/server orders --ca mesh --san DNS:orders.shop.example.org/);
@@ -85,6 +86,8 @@ for my $name (sort keys %examples) {
 	$conf =~ s/%%PKI%%/$pki/g;
 	$conf =~ s/%%PORT%%/'127.0.0.1:' . port($examples{$name})/ge;
 	$conf =~ s/%%UPSTREAM_PORT%%/port(8081)/ge;
+	# No responder listens there: the example's failure paths.
+	$conf =~ s/%%OCSP%%/'http:\/\/127.0.0.1:' . port(8449) . '\/'/ge;
 	$t->write_file("$name.conf", $conf);
 
 	(my $alone = <<'EOF') =~ s/NAME/$name/;
@@ -131,6 +134,7 @@ http {
     include service-mesh-spiffe.conf;
     include iot-fleet.conf;
     include optional-mtls.conf;
+    include ocsp.conf;
 }
 
 EOF
@@ -229,6 +233,12 @@ is(status(get('optional-mtls', '/partners/', 'acme')), 200,
 	'optional: partner');
 is(status(get('optional-mtls', '/', 'alice', '', "$d/other")), 400,
 	'optional: certificate of another CA refused');
+
+# ocsp: the responder does not answer; hard refuses, soft passes.
+
+like(get('ocsp', '/', 'alice'), qr/ 403 /, 'ocsp: no answer, refused');
+like(get('ocsp', '/status-board/', 'alice'), qr/ 200 .*cn=alice /s,
+	'ocsp: no answer, soft passes');
 
 ###############################################################################
 

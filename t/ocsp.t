@@ -35,7 +35,7 @@ select STDERR; $| = 1;
 select STDOUT; $| = 1;
 
 my $t = Test::Nginx->new()->has(qw/http http_ssl http_v2/)
-	->has_daemon('openssl')->has_daemon('faketime')->plan(60);
+	->has_daemon('openssl')->has_daemon('faketime')->plan(58);
 
 my $d = $t->testdir();
 my $fake = port(8082);

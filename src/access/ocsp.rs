@@ -179,7 +179,7 @@ pub fn check(r: &Request, mcf: &MainConf, lcf: &LocConf, id: &Identity, now: i64
 fn finish(rp: usize, step: Step) -> Step {
     if let Some(w) = WAITING.with(|w| w.borrow_mut().remove(&rp)) {
         // SAFETY: the event lives in the request's pool, which is alive:
-        // the request is being decided.
+        // the request is being decided, or its pool is being destroyed.
         unsafe {
             if (*w.event).ev.timer_set() != 0 {
                 ngx_del_timer(&mut (*w.event).ev);
@@ -266,6 +266,20 @@ fn new_event(r: &Request) -> Option<*mut WaitEvent> {
         (*cln).data = rp.cast();
     }
     Some(event)
+}
+
+/// While a request waits, a client that goes away ends it at once (as
+/// while nginx proxies), and with it the wait; the request's reading is
+/// blocked again once it is decided.
+pub fn watch_client(r: &mut Request, waiting: bool) {
+    let rr = r.as_mut();
+    if waiting {
+        rr.read_event_handler = Some(ngx_http_test_reading);
+    } else if rr.read_event_handler.map(|f| f as *const ())
+        == Some(ngx_http_test_reading as *const ())
+    {
+        rr.read_event_handler = Some(ngx_http_block_reading);
+    }
 }
 
 extern "C" fn on_tick(ev: *mut ngx_event_t) {

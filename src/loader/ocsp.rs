@@ -176,7 +176,9 @@ impl Service {
                 // queues it again when it needs it.
                 return waiting.contains(key);
             };
-            let in_use = e.used >= e.fetched - refresh;
+            // Strictly after: an answer fetched and never used since is not
+            // in use an interval later.
+            let in_use = e.used > e.fetched - refresh;
             if !in_use && e.expires <= now {
                 return waiting.contains(key);
             }

@@ -35,7 +35,6 @@ struct Item {
     key: CertKey,
     cert: X509,
     issuer: X509,
-    aia: Option<String>,
 }
 
 /// The connection's certificates that OCSP may check, leaf first; an
@@ -128,7 +127,11 @@ pub fn check(r: &Request, mcf: &MainConf, lcf: &LocConf, id: &Identity, now: i64
                 }
             }
             _ => {
-                let url = lcf.ocsp.responder.as_deref().or(item.aia.as_deref());
+                // Read only on a miss: most connections never need it.
+                let url = match &lcf.ocsp.responder {
+                    Some(url) => Some(url.to_string()),
+                    None => aia_url(&item.cert),
+                };
                 let Some(url) = url else {
                     failure.get_or_insert_with(|| {
                         "the certificate names no OCSP responder, and \"mtls_ocsp_responder\" is not set"
@@ -136,7 +139,7 @@ pub fn check(r: &Request, mcf: &MainConf, lcf: &LocConf, id: &Identity, now: i64
                     });
                     continue;
                 };
-                match queue(r, rp, cache, item, url, lcf.ocsp.timeout) {
+                match queue(r, rp, cache, item, &url, lcf.ocsp.timeout) {
                     Some(()) => wait = true,
                     None => {
                         failure.get_or_insert_with(|| {
@@ -340,7 +343,6 @@ fn make_items(ssl: &SslRef, cas: &[X509]) -> Option<Items> {
                     key,
                     cert: cert.clone(),
                     issuer: issuer.clone(),
-                    aia: aia_url(cert),
                 })
                 .map_err(|e| e.to_string()),
         );

@@ -24,8 +24,8 @@ use crate::identity::x509;
 /// in the future, nextUpdate this far in the past.
 pub const CLOCK_SKEW: u32 = 60;
 
-/// The key of a certificate's answer: what its CertID identifies (issuer
-/// name, issuer key, serial), hashed. 16 bytes of SHA-256.
+/// The key of a certificate's answer: its issuer and serial, as its
+/// CertID names them, hashed. 16 bytes of SHA-256.
 pub type CertKey = [u8; 16];
 
 /// What an answer says of a certificate.
@@ -78,19 +78,19 @@ pub enum OcspError {
     },
 }
 
-/// The cache key of `cert`, issued by `issuer`.
+/// The cache key of `cert`, issued by `issuer`: made once per TLS
+/// connection, so it is cheap. The issuer is taken by its SHA-1
+/// fingerprint, which OpenSSL computed when it decoded the certificate
+/// (it names the issuer's name and key, as the CertID does; a CA in two
+/// certificates, reissued, only makes two keys).
 pub fn cert_key(cert: &X509Ref, issuer: &X509Ref) -> Result<CertKey, OcspError> {
-    let name = x509::name_der(issuer.subject_name()).ok_or(OcspError::Certificate)?;
-    let key = issuer
-        .public_key()
-        .and_then(|k| k.public_key_to_der())
+    let issuer_id = issuer
+        .digest(MessageDigest::sha1())
         .map_err(|_| OcspError::Certificate)?;
     let serial = x509::serial(cert).ok_or(OcspError::Certificate)?;
-    let mut input = Vec::with_capacity(name.len() + key.len() + serial.as_bytes().len() + 12);
-    for part in [name, &key[..], serial.as_bytes()] {
-        input.extend_from_slice(&(part.len() as u32).to_be_bytes());
-        input.extend_from_slice(part);
-    }
+    let mut input = Vec::with_capacity(issuer_id.len() + serial.as_bytes().len());
+    input.extend_from_slice(&issuer_id);
+    input.extend_from_slice(serial.as_bytes());
     let digest = hash(MessageDigest::sha256(), &input).map_err(|_| OcspError::Certificate)?;
     let mut out = [0u8; 16];
     out.copy_from_slice(&digest[..16]);

@@ -436,7 +436,8 @@ fn decide_bypass(r: &mut Request) -> Option<ngx_int_t> {
         "mtls: a response made before the access phase (status {}), deciding it now",
         raw.headers_out.status
     );
-    let Verdict::Deny(denial) = verdict(r) else {
+    // This request has answered already: it cannot wait for OCSP.
+    let Verdict::Deny(denial) = ocsp::without_waiting(|| verdict(r)) else {
         return None;
     };
     let status = lcf.deny_status;

@@ -35,7 +35,7 @@ select STDERR; $| = 1;
 select STDOUT; $| = 1;
 
 my $t = Test::Nginx->new()->has(qw/http http_ssl http_v2/)
-	->has_daemon('openssl')->has_daemon('faketime')->plan(60);
+	->has_daemon('openssl')->has_daemon('faketime')->plan(62);
 
 my $d = $t->testdir();
 my $fake = port(8082);
@@ -104,6 +104,13 @@ http {
             try_files /ok =404;
         }
 
+        # answered in the rewrite phase, before the access phase: decided
+        # in the header filter, which cannot wait for a look-up
+        location /early {
+            mtls_ocsp_responder http://127.0.0.1:$fake/slow/early;
+            return 200 "early";
+        }
+
         location /plain {
             mtls_ocsp off;
             try_files /ok =404;
@@ -139,6 +146,7 @@ $pki->leaf('localhost', ca => 'ca', eku => 'serverAuth');
 
 my $aia = "http://127.0.0.1:$real/";
 my @clients = ('alice', 'bob', 'revoked', 'live', 'patient', 'c_gone',
+	'c_early',
 	map { ("c_$_", "c_$_-soft") } @broken, 'down');
 $pki->leaf($_, ca => 'ca', ocsp => $aia) for @clients;
 
@@ -276,6 +284,10 @@ my @asked = Mtls::slurp("$d/error.log") =~ /look-up of "CN=c_down" at/g;
 # once for the first request; at most once more, if the loader tried
 # again after "errors" meanwhile
 cmp_ok(scalar @asked, '<=', 2, 'down: not asked for each request');
+
+($secs, $r) = timed(sub { get('/early', 'c_early') });
+is($r, '403 deny ocsp_unavailable', 'early response: no answer, denied');
+cmp_ok($secs, '<', 0.9, 'early response: without waiting');
 
 # a slow responder: the request waits (at most mtls_ocsp_timeout) without
 # blocking the worker, whose other connections are served meanwhile

@@ -72,6 +72,18 @@ struct Waiting {
 thread_local! {
     /// The requests of this worker that wait, by address.
     static WAITING: RefCell<HashMap<usize, Waiting>> = RefCell::new(HashMap::new());
+    /// Set while a response made before the access phase is decided in the
+    /// header filter: that request cannot wait any more.
+    static NO_WAIT: core::cell::Cell<bool> = const { core::cell::Cell::new(false) };
+}
+
+/// Runs `f` with waiting ruled out: a certificate without a cached answer
+/// is then unavailable at once (its look-up is still queued).
+pub fn without_waiting<R>(f: impl FnOnce() -> R) -> R {
+    NO_WAIT.with(|w| w.set(true));
+    let result = f();
+    NO_WAIT.with(|w| w.set(false));
+    result
 }
 
 fn current_msec() -> ngx_msec_t {
@@ -139,6 +151,22 @@ pub fn check(r: &Request, mcf: &MainConf, lcf: &LocConf, id: &Identity, now: i64
                     });
                     continue;
                 };
+                if NO_WAIT.with(core::cell::Cell::get) {
+                    if let (Ok(cert), Ok(issuer)) = (item.cert.to_der(), item.issuer.to_der()) {
+                        cache.push(&Query {
+                            key: item.key,
+                            cert,
+                            issuer,
+                            url,
+                            timeout_ms: u32::try_from(lcf.ocsp.timeout).unwrap_or(u32::MAX),
+                        });
+                    }
+                    failure.get_or_insert_with(|| {
+                        "no answer cached, and a response made before the access phase cannot wait"
+                            .to_owned()
+                    });
+                    continue;
+                }
                 match queue(r, rp, cache, item, &url, lcf.ocsp.timeout) {
                     Some(()) => wait = true,
                     None => {

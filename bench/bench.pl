@@ -39,6 +39,9 @@ my %o = (
 	reload_rounds => 3,
 	reload_rate => 2000,
 	memory_rounds => 3,
+	ocsp_rounds => 3,
+	ocsp_seconds => 8,
+	ocsp_rate => 1000,
 	nginx_cpus => '1',
 	load_cpus => '0',
 	out => '',
@@ -52,12 +55,14 @@ my @given = grep { $_ ne '' } split / /,
 Getopt::Long::GetOptions(\%o, 'oha=s', 'rounds=i', 'duration=f',
 	'connections=i', 'reload_seconds|reload-seconds=i',
 	'reload_rounds|reload-rounds=i', 'reload_rate|reload-rate=i',
-	'memory_rounds|memory-rounds=i', 'nginx_cpus|nginx-cpus=s',
+	'memory_rounds|memory-rounds=i', 'ocsp_rounds|ocsp-rounds=i',
+	'ocsp_seconds|ocsp-seconds=i', 'ocsp_rate|ocsp-rate=i',
+	'nginx_cpus|nginx-cpus=s',
 	'load_cpus|load-cpus=s', 'out=s', 'only=s', 'shapes=s', 'keep', 'quick')
 	or die "bench: bad options (see scripts/bench --help)\n";
 if ($o{quick}) {
-	@o{qw(rounds duration reload_seconds reload_rounds memory_rounds)}
-		= (2, 2, 4, 1, 1);
+	@o{qw(rounds duration reload_seconds reload_rounds memory_rounds
+		ocsp_rounds ocsp_seconds)} = (2, 2, 4, 1, 1, 1, 6);
 }
 # A run of some configurations or shapes does not replace the full results.
 $o{out} ||= ($o{only} || $o{shapes} ne 'keepalive,handshake')
@@ -95,8 +100,14 @@ mtls_pki('client', $client_cn, '--spiffe', $spiffe);
 mtls_pki('client', 'intruder');
 mtls_pki('client', 'revoked');
 
+# For the OCSP runs: "revoked" is revoked in the CA's database, which
+# "openssl ocsp" answers from; each waiter's look-up is new to the cache.
+my @waiters = map { "waiter-$_" } 1 .. 8;
+mtls_pki('client', $_) for @waiters;
+mtls_pki('revoke', 'revoked');
+
 my %cert = map { $_ => ["$pki/certs/$_.crt", "$pki/certs/$_.key"] }
-	($client_cn, 'intruder', 'revoked');
+	($client_cn, 'intruder', 'revoked', @waiters);
 my ($ccert, $ckey) = @{$cert{$client_cn}};
 my $revoked_serial = Mtls::serial_hex("$pki/certs/revoked.crt");
 
@@ -145,6 +156,66 @@ for my $n (1 .. $crl_files) {
 my $crl_gen = (Time::HiRes::time() - $t0) / $crl_files;
 say_(sprintf('%d CRLs of %d entries, %.1f s each', $crl_files,
 	$crl_entries + 1, $crl_gen));
+
+###############################################################################
+# OCSP responders: "openssl ocsp" on the CA's database, and in front of it
+# a proxy that answers after 2 s
+
+my ($ocsp_port, $slow_port) = (free_port(), free_port());
+my @daemons;
+END { kill 'TERM', @daemons if @daemons; waitpid($_, 0) for @daemons }
+
+if (want('ocsp') || want('ocsp-wait')) {
+	my $pid = fork // die "fork: $!\n";
+	if (!$pid) {
+		open STDOUT, '>', "$w/ocsp.log";
+		open STDERR, '>&', \*STDOUT;
+		{ exec 'openssl', 'ocsp', '-index', "$pki/ca/root/index.txt",
+			'-port', $ocsp_port, '-rsigner', "$pki/ca.crt",
+			'-rkey', "$pki/ca/root/ca.key", '-CA', "$pki/ca.crt",
+			'-nmin', 60, '-ignore_err' };
+		POSIX::_exit(1);
+	}
+	push @daemons, $pid;
+	# Not with a test connection: "openssl ocsp" waits for ever for the
+	# request of a connection that closed without one.
+	for (1 .. 100) {
+		last if -s "$w/ocsp.log"
+			&& Mtls::slurp("$w/ocsp.log") =~ /waiting for OCSP client/;
+		Time::HiRes::sleep(0.05);
+	}
+	$pid = fork // die "fork: $!\n";
+	if (!$pid) {
+		slow_proxy($slow_port, $ocsp_port, 2);
+		POSIX::_exit(0);
+	}
+	push @daemons, $pid;
+}
+
+sub slow_proxy {
+	my ($port, $to, $delay) = @_;
+	my $server = IO::Socket::INET->new(LocalAddr => "127.0.0.1:$port",
+		Listen => 64, ReuseAddr => 1) or die "listen: $!\n";
+	$SIG{CHLD} = 'IGNORE';
+	while (1) {
+		my $c = $server->accept() or next;
+		my $pid = fork();
+		if (defined $pid && $pid == 0) {
+			my $head = '';
+			$head .= $_ while defined($_ = <$c>) && $_ ne "\r\n";
+			my ($len) = $head =~ /^Content-Length:\s*(\d+)/mi;
+			read($c, my $body, $len // 0);
+			Time::HiRes::sleep($delay);
+			my $s = IO::Socket::INET->new("127.0.0.1:$to") or POSIX::_exit(1);
+			print $s "POST / HTTP/1.0\r\nContent-Type: application/ocsp-request"
+				. "\r\nContent-Length: " . length($body) . "\r\n\r\n$body";
+			local $/;
+			print $c scalar <$s>;
+			POSIX::_exit(0);
+		}
+		close $c;
+	}
+}
 
 ###############################################################################
 # Configurations
@@ -207,17 +278,32 @@ my %configs = (
 	# (a second server of the same nginx, over kept-alive connections),
 	# the nginx way and the RFC 9440 way.
 	'fwd-pem' => {
-		label => '6a. proxy_pass with $ssl_client_escaped_cert, no module',
+		label => '7a. proxy_pass with $ssl_client_escaped_cert, no module',
 		extra => 1,
 		proxy => 'proxy_set_header X-SSL-Client-Cert $ssl_client_escaped_cert;',
 	},
 	'fwd-rfc9440' => {
-		label => '6b. proxy_pass with Client-Cert and Client-Cert-Chain, mtls on',
+		label => '7b. proxy_pass with Client-Cert and Client-Cert-Chain, mtls on',
 		module => 1,
 		extra => 1,
 		server => 'mtls on;',
 		proxy => 'proxy_set_header Client-Cert $mtls_client_cert;'
 			. ' proxy_set_header Client-Cert-Chain $mtls_client_cert_chain;',
+	},
+	'ocsp' => {
+		label => '6. module, OCSP leaf, cached answer',
+		module => 1,
+		http => 'mtls_ocsp_cache refresh=5m;',
+		server => "mtls_ocsp leaf; mtls_ocsp_responder http://127.0.0.1:$ocsp_port/;",
+		deny => 'revoked',
+	},
+	# The same answers, where a new certificate's look-up takes 2 s.
+	'ocsp-slow' => {
+		label => 'module, OCSP leaf, responder answering in 2 s',
+		module => 1,
+		http => 'mtls_ocsp_cache refresh=5m;',
+		server => 'mtls_ocsp leaf; mtls_ocsp_timeout 5s;'
+			. " mtls_ocsp_responder http://127.0.0.1:$slow_port/;",
 	},
 	'crl-only' => {
 		label => 'module, 1M-entry CRL',
@@ -227,7 +313,7 @@ my %configs = (
 	},
 );
 my @throughput = grep { $only{$_} || (!%only && !$configs{$_}{extra}) }
-	qw(baseline loaded map-1 map-10k mtls-on names revocation url-crl
+	qw(baseline loaded map-1 map-10k mtls-on names revocation url-crl ocsp
 		fwd-pem fwd-rfc9440);
 
 # The HTTP server of the URL-fed CRL: Python's, serving $w/crl, with
@@ -606,6 +692,56 @@ if (want('reload')) {
 }
 
 ###############################################################################
+# OCSP: the latency of other connections while one client's look-up waits
+# 2 s on a slow responder, against the same run without it
+
+my %owait;    # mode => [ result per round ]
+if (want('ocsp-wait')) {
+	my $next = 0;
+	for my $round (1 .. $o{ocsp_rounds}) {
+		for my $mode (qw(quiet waiting)) {
+			# check() waits 2 s for the client's first answer.
+			my $n = start('ocsp-slow');
+			check($n);
+			my $waiter;
+			if ($mode eq 'waiting') {
+				# One waiter at a time, each with a certificate new to the
+				# cache, from 0.5 s into the run to its end.
+				my $who = $waiters[$next++ % @waiters];
+				$waiter = fork // die "fork: $!\n";
+				if (!$waiter) {
+					Time::HiRes::sleep(0.5);
+					my @times;
+					my $end = Time::HiRes::time() + $o{ocsp_seconds} - 2.5;
+					while (Time::HiRes::time() < $end) {
+						my $who = $waiters[$next++ % @waiters];
+						my ($crt, $key) = @{$cert{$who}};
+						push @times, `curl -s -o /dev/null -w '%{http_code} %{time_total}' --max-time 10 --cacert $pki/ca.crt --cert $crt --key $key https://localhost:$n->{port}/index.html`;
+					}
+					Mtls::spew("$n->{dir}/waiters", join("\n", @times));
+					POSIX::_exit(0);
+				}
+			}
+			my $r = oha($n, rate => $o{ocsp_rate}, connections => 8,
+				duration => $o{ocsp_seconds});
+			if ($waiter) {
+				waitpid($waiter, 0);
+				my @w = map { [ split ' ' ] }
+					split /\n/, Mtls::slurp("$n->{dir}/waiters");
+				$r->{waits} = [ map { $_->[1] } @w ];
+				$r->{waits_ok} = !grep { $_->[0] ne '200' } @w;
+			}
+			push @{$owait{$mode}}, $r;
+			say_(sprintf('ocsp-wait round %d %-7s p50 %.2f p99 %.2f max %.2f'
+				. ' ms, %d failed%s', $round, $mode, @$r{qw(p50 p99 max)},
+				$r->{failed}, $r->{waits} ? ', look-ups of ' . join(', ',
+				map { sprintf('%.2f s', $_) } @{$r->{waits}}) : ''));
+			stop($n);
+		}
+	}
+}
+
+###############################################################################
 # Memory: PSS over master and workers
 
 sub pss_kb {
@@ -814,6 +950,38 @@ if (%reload) {
 		. ' picked up with the next check: fewer reloads than files means'
 		. ' that some were skipped for a newer one, not lost.',
 		'';
+}
+
+if (%owait) {
+	push @md, '## OCSP: other connections while a look-up waits', '',
+		"The OCSP configuration with a responder that answers after 2 s"
+		. " (a proxy in front of \"openssl ocsp\"), mtls_ocsp_timeout 5s;"
+		. " keep-alive, 8 connections at $o{ocsp_rate} requests per second"
+		. " (open loop) for $o{ocsp_seconds} s with the benchmark client,"
+		. ' whose answer is cached. \"waiting\": meanwhile, from 0.5 s on,'
+		. ' one client after the other connects with a certificate new to'
+		. ' the cache, and waits for its look-up; \"quiet\": none does. A'
+		. " fresh nginx each run, one worker; $o{ocsp_rounds} rounds."
+		. ' Latencies in ms, min / median / max over the rounds.', '',
+		'| run | p50 | p99 | max | failed requests | look-ups waited (s) |',
+		'|---|---|---|---|---:|---|';
+	for my $mode (qw(quiet waiting)) {
+		my $rs = $owait{$mode};
+		my $failed = 0;
+		$failed += $_->{failed} for @$rs;
+		push @md, sprintf('| %s | %s | %s | %s | %d | %s |', $mode,
+			(map { my $k = $_; join(' / ', map { f2($_) }
+				mmm(map { $_->{$k} } @$rs)) } qw(p50 p99 max)),
+			$failed, join(', ', map { sprintf('%.2f', $_) }
+				map { @{$_->{waits} // []} } @$rs) || '-');
+	}
+	my @d = map { $owait{waiting}[$_]{p99} - $owait{quiet}[$_]{p99} }
+		0 .. $#{$owait{waiting}};
+	push @md, '', sprintf('p99 while waiting minus quiet, within each round:'
+		. ' median %+.2f ms (%+.2f to %+.2f).', (mmm(@d))[1, 0, 2]),
+		'Every look-up that waited was answered 200: '
+		. ((grep { !$_->{waits_ok} } @{$owait{waiting}}) ? 'NO' : 'yes')
+		. '.', '';
 }
 
 if (%mem) {

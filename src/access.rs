@@ -19,6 +19,7 @@ use crate::status::{counter_index, ALLOWED};
 use crate::tls::{client_cert, ClientCert};
 use crate::Module;
 
+mod ocsp;
 mod revocation;
 
 /// The outcome for one request in its current location.
@@ -27,6 +28,8 @@ pub enum Verdict {
     Off,
     Allow,
     Deny(Denial),
+    /// Waiting for an OCSP answer: never kept as the request's verdict.
+    Pending,
 }
 
 /// Why a request was denied, and by which revocation source (an index
@@ -44,6 +47,7 @@ impl Verdict {
             Verdict::Off => "off",
             Verdict::Allow => "allow",
             Verdict::Deny(_) => "deny",
+            Verdict::Pending => "",
         }
     }
 
@@ -100,6 +104,9 @@ pub fn verdict(r: &mut Request) -> Verdict {
         }
     }
     let verdict = decide(r);
+    if verdict == Verdict::Pending {
+        return verdict;
+    }
     if let Some(ctx) = ctx {
         ctx.verdict.set(Some((location, verdict)));
     }
@@ -142,7 +149,8 @@ fn decide(r: &Request) -> Verdict {
     let chain = cert.verified().map(|v| &v.chain);
     // Read before the tables, so that a table published meanwhile makes
     // the next request decide again.
-    let epoch = mcf.shared.as_ref().map_or(0, |s| s.epoch());
+    let epoch = mcf.shared.as_ref().map_or(0, |s| s.epoch())
+        + mcf.ocsp.cache.as_ref().map_or(0, |c| c.generation());
     // Unix time as the event loop last read it, as nginx's own checks use it.
     let now = ngx_time();
     let location = ptr::from_ref(lcf) as usize;
@@ -156,7 +164,8 @@ fn decide(r: &Request) -> Verdict {
     let mut until = i64::MAX;
     let mut source = None;
     let log = r.log();
-    let verdict = match lcf
+    let mut pending = false;
+    let decided = lcf
         .policy
         // The policy asks only about a verified certificate, which always
         // has its chain; without one, fail closed.
@@ -167,7 +176,30 @@ fn decide(r: &Request) -> Verdict {
                 failure.reason
             })?;
             Ok(())
-        }) {
+        })
+        // OCSP last: no responder is asked about a certificate that the
+        // rules deny anyway.
+        .and_then(|()| {
+            let Some(id) = cert.identity() else {
+                return Ok(());
+            };
+            match ocsp::check(r, mcf, lcf, id, now) {
+                ocsp::Step::Pass(u) => {
+                    until = until.min(u);
+                    Ok(())
+                }
+                ocsp::Step::Deny(reason) => Err(reason),
+                ocsp::Step::Wait => {
+                    pending = true;
+                    Err(Reason::OcspUnavailable)
+                }
+            }
+        });
+    if pending {
+        ngx_log_debug_http!(r, "mtls: waiting for an OCSP answer");
+        return Verdict::Pending;
+    }
+    let verdict = match decided {
         Ok(()) => {
             if let Some(c) = chain {
                 c.pass(location, epoch, until);
@@ -198,7 +230,7 @@ pub extern "C" fn log_handler(r: *mut ngx_http_request_t) -> ngx_int_t {
             return;
         };
         let counter = match verdict {
-            Verdict::Off => return,
+            Verdict::Off | Verdict::Pending => return,
             Verdict::Allow => ALLOWED,
             Verdict::Deny(denial) => counter_index(denial.reason),
         };
@@ -217,11 +249,15 @@ pub extern "C" fn access_handler(r: *mut ngx_http_request_t) -> ngx_int_t {
 }
 
 fn handle(r: &mut Request) -> ngx_int_t {
-    match verdict(r) {
+    let verdict = verdict(r);
+    ocsp::watch_client(r, verdict == Verdict::Pending);
+    match verdict {
         Verdict::Off => NGX_DECLINED as ngx_int_t,
         // NGX_OK rather than NGX_DECLINED, so that under `satisfy any` a
         // valid certificate is enough.
         Verdict::Allow => NGX_OK as ngx_int_t,
+        // The request's timer runs its phases again.
+        Verdict::Pending => NGX_AGAIN as ngx_int_t,
         Verdict::Deny(denial) => {
             let status = Module::location_conf(r)
                 .map_or(NGX_HTTP_FORBIDDEN as ngx_uint_t, |lcf| lcf.deny_status);
@@ -400,7 +436,8 @@ fn decide_bypass(r: &mut Request) -> Option<ngx_int_t> {
         "mtls: a response made before the access phase (status {}), deciding it now",
         raw.headers_out.status
     );
-    let Verdict::Deny(denial) = verdict(r) else {
+    // This request has answered already: it cannot wait for OCSP.
+    let Verdict::Deny(denial) = ocsp::without_waiting(|| verdict(r)) else {
         return None;
     };
     let status = lcf.deny_status;

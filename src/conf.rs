@@ -20,11 +20,13 @@ use crate::revocation::Kind;
 use crate::state::Shared;
 use crate::Module;
 
+mod ocsp;
 mod revocation;
 mod rules;
 mod servers;
 mod url;
 
+pub use ocsp::{publish as publish_ocsp, OcspMain, OCSP_CHAIN};
 pub use revocation::{begin, init_revocation, publish};
 pub use servers::check_servers;
 
@@ -48,6 +50,8 @@ pub struct LocConf {
     /// `mtls_clear_request_headers`: `None` until set here or inherited,
     /// then the default names.
     pub clear_headers: Option<Arc<crate::forward::HeaderNames>>,
+    /// `mtls_ocsp` and its settings.
+    pub ocsp: ocsp::OcspConf,
     /// Whether this level itself sets a rule (not only inherits one).
     own_rules: bool,
 }
@@ -61,6 +65,7 @@ impl Default for LocConf {
             crl_grace: NGX_CONF_UNSET as time_t,
             policy: Policy::default(),
             clear_headers: None,
+            ocsp: ocsp::OcspConf::default(),
             own_rules: false,
         }
     }
@@ -70,7 +75,7 @@ impl LocConf {
     /// `mtls` is on where set so, or where unset and a rule is in effect.
     pub fn enabled(&self) -> bool {
         match self.mtls {
-            v if v == NGX_CONF_UNSET as ngx_flag_t => self.policy.has_rules(),
+            v if v == NGX_CONF_UNSET as ngx_flag_t => self.policy.has_rules() || self.ocsp.on(),
             v => v != 0,
         }
     }
@@ -103,6 +108,7 @@ impl Merge for LocConf {
             };
         }
         crate::forward::clear::merge(self, prev);
+        self.ocsp.merge(&prev.ocsp);
         self.policy.inherit(&prev.policy);
         note_grace(&self.policy, self.crl_grace);
         Ok(())
@@ -132,6 +138,8 @@ pub struct MainConf {
     pub fetched: Vec<Option<Result<crate::loader::url::Kept, String>>>,
     /// When the client certificates seen expire; `None` under `nginx -t`.
     pub expiry: Option<Arc<crate::expiry::Zone>>,
+    /// `mtls_ocsp_cache`, and the cache.
+    pub ocsp: OcspMain,
 }
 
 impl Default for MainConf {
@@ -147,6 +155,7 @@ impl Default for MainConf {
             cache_dir: None,
             fetched: Vec::new(),
             expiry: None,
+            ocsp: OcspMain::default(),
         }
     }
 }
@@ -187,7 +196,7 @@ macro_rules! rule_command {
 const MAIN_SRV: u32 = NGX_HTTP_MAIN_CONF | NGX_HTTP_SRV_CONF;
 const ANY_LEVEL: u32 = NGX_HTTP_MAIN_CONF | NGX_HTTP_SRV_CONF | NGX_HTTP_LOC_CONF;
 
-pub static mut NGX_HTTP_MTLS_COMMANDS: [ngx_command_t; 18] = [
+pub static mut NGX_HTTP_MTLS_COMMANDS: [ngx_command_t; 23] = [
     ngx_command_t {
         name: ngx_string!("mtls"),
         type_: (NGX_HTTP_MAIN_CONF | NGX_HTTP_SRV_CONF | NGX_HTTP_LOC_CONF | NGX_CONF_FLAG)
@@ -277,6 +286,11 @@ pub static mut NGX_HTTP_MTLS_COMMANDS: [ngx_command_t; 18] = [
         offset: 0,
         post: ptr::null_mut(),
     },
+    ocsp::OCSP_COMMANDS[0],
+    ocsp::OCSP_COMMANDS[1],
+    ocsp::OCSP_COMMANDS[2],
+    ocsp::OCSP_COMMANDS[3],
+    ocsp::OCSP_COMMANDS[4],
     ngx_command_t::empty(),
 ];
 
@@ -344,6 +358,8 @@ pub enum ConfError {
     Source(#[from] crate::loader::LoadError),
     #[error("mtls: cannot create shared memory: {0}")]
     SharedMemory(std::io::Error),
+    #[error("mtls: cannot create the OCSP cache: {0}")]
+    OcspCache(std::io::Error),
     #[error("mtls: cannot publish \"{path}\" in /dev/shm: {source}")]
     Publish {
         path: String,

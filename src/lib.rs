@@ -12,6 +12,7 @@ pub mod identity;
 pub mod policy;
 
 pub mod loader;
+pub mod ocsp;
 pub mod revocation;
 pub mod state;
 
@@ -148,7 +149,8 @@ mod module {
             Module::main_conf_mut(&*cycle).map_or(Ok(()), |mcf| {
                 mcf.access_phase = crate::access::access_phase_index(&*cycle);
                 crate::conf::publish(cycle, mcf)?;
-                crate::status::expiry::create(cycle, mcf)
+                crate::status::expiry::create(cycle, mcf)?;
+                crate::conf::publish_ocsp(mcf)
             })
         });
         crate::loader::release_memory();

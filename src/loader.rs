@@ -6,6 +6,7 @@
 //! event loop to write.
 
 pub mod http;
+pub mod ocsp;
 pub mod process;
 pub mod url;
 

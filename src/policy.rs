@@ -29,10 +29,14 @@ pub enum Reason {
     DenyListMissing,
     Issuer,
     NotAllowed,
+    /// No OCSP answer in time, or only a failure (`mtls_ocsp_fail hard`).
+    OcspUnavailable,
+    /// The OCSP responder does not know the certificate.
+    OcspUnknown,
 }
 
 impl Reason {
-    pub const ALL: [Reason; 10] = [
+    pub const ALL: [Reason; 12] = [
         Reason::NoCert,
         Reason::Unverified,
         Reason::BadCert,
@@ -43,6 +47,8 @@ impl Reason {
         Reason::DenyListMissing,
         Reason::Issuer,
         Reason::NotAllowed,
+        Reason::OcspUnavailable,
+        Reason::OcspUnknown,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -57,6 +63,8 @@ impl Reason {
             Reason::DenyListMissing => "deny_list_missing",
             Reason::Issuer => "issuer",
             Reason::NotAllowed => "not_allowed",
+            Reason::OcspUnavailable => "ocsp_unavailable",
+            Reason::OcspUnknown => "ocsp_unknown",
         }
     }
 }

@@ -16,6 +16,7 @@ use crate::state::fetch::FetchView;
 use crate::Module;
 
 pub mod expiry;
+mod ocsp;
 
 /// The counter index of an allowed request; reasons follow.
 pub const ALLOWED: usize = 0;
@@ -226,7 +227,11 @@ fn json(mcf: &MainConf) -> String {
         out.push_str("]}");
     }
     let (allowed, denied) = counts(mcf);
-    let _ = write!(out, "],\"requests\":{{\"allowed\":{allowed},\"denied\":{{");
+    let _ = write!(
+        out,
+        "],{},\"requests\":{{\"allowed\":{allowed},\"denied\":{{",
+        ocsp::json(mcf)
+    );
     for (n, (reason, count)) in denied.iter().enumerate() {
         let sep = if n > 0 { "," } else { "" };
         let _ = write!(out, "{sep}\"{}\":{count}", reason.as_str());
@@ -265,6 +270,7 @@ fn prometheus_text(mcf: &MainConf) -> String {
             reason.as_str()
         );
     }
+    ocsp::prometheus(mcf, &mut out);
     let sources = sources(mcf);
     let gauges: [Gauge; 5] = [
         ("mtls_source_entries", "Entries in force.", |s| {

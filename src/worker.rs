@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use ngx::ffi::*;
 
 use crate::conf::MainConf;
+use crate::loader::ocsp::Service as OcspService;
 use crate::loader::process::{self, Child, Message, Stopped};
 use crate::loader::Loader;
 
@@ -23,6 +24,8 @@ struct Running {
     /// What a loader process starts from; also what the staleness warnings
     /// are computed from.
     loader: Loader,
+    /// The loader's OCSP side, where OCSP is on.
+    ocsp: Option<OcspService>,
     /// None while no loader could be started.
     child: Option<Child>,
     /// When the last loader was started (or failed to).
@@ -71,8 +74,15 @@ pub unsafe fn start(cycle: *mut ngx_cycle_t, mcf: &MainConf) {
         interval: Duration::from_millis(mcf.reload_interval as u64),
         loaded: mcf.loaded.clone(),
     };
+    let ocsp = mcf.ocsp.cache.as_ref().map(|cache| OcspService {
+        cache: std::sync::Arc::clone(cache),
+        trusted: mcf.cas.clone(),
+        valid: mcf.ocsp.settings.valid,
+        refresh: mcf.ocsp.settings.refresh,
+        errors: mcf.ocsp.settings.errors,
+    });
     let log = (*cycle).log;
-    let child = match spawn(&loader) {
+    let child = match spawn(&loader, ocsp.as_ref()) {
         Ok(child) => Some(child),
         Err(e) => {
             ngx::ngx_log_error!(
@@ -97,6 +107,7 @@ pub unsafe fn start(cycle: *mut ngx_cycle_t, mcf: &MainConf) {
     if let Ok(mut running) = RUNNING.lock() {
         *running = Some(Running {
             loader,
+            ocsp,
             child,
             started_at: Instant::now(),
             warned_at: None,
@@ -107,12 +118,19 @@ pub unsafe fn start(cycle: *mut ngx_cycle_t, mcf: &MainConf) {
 
 /// Forks a loader process for `loader`. Worker 0 is single-threaded, in
 /// init_process as on its event loop.
-fn spawn(loader: &Loader) -> std::io::Result<Child> {
+/// The loader process may run threads (its OCSP look-ups): it is not
+/// one of nginx's processes, whose allocator must stay single-threaded.
+fn spawn(loader: &Loader, ocsp: Option<&OcspService>) -> std::io::Result<Child> {
     process::spawn(|link| {
         // SAFETY: nginx's own call for its helper processes: it rewrites
         // this process's copy of argv, and only reads the title.
         unsafe { ngx_setproctitle(c"mtls revocation loader".as_ptr().cast_mut()) };
-        loader.run(&link);
+        std::thread::scope(|s| {
+            if let Some(ocsp) = ocsp {
+                s.spawn(|| ocsp.run(&link));
+            }
+            loader.run(&link);
+        });
     })
 }
 
@@ -204,7 +222,7 @@ extern "C" fn on_timer(ev: *mut ngx_event_t) {
         }
         if r.child.is_none() && !exiting && r.started_at.elapsed() >= RESPAWN_EVERY {
             r.started_at = Instant::now();
-            match spawn(&r.loader) {
+            match spawn(&r.loader, r.ocsp.as_ref()) {
                 Ok(child) => r.child = Some(child),
                 Err(e) => {
                     ngx::ngx_log_error!(

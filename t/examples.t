@@ -24,7 +24,7 @@ select STDOUT; $| = 1;
 
 my $t = Test::Nginx->new()
 	->has(qw/http http_ssl proxy upstream_keepalive auth_request/)
-	->has_daemon('openssl')->plan(45);
+	->has_daemon('openssl')->plan(48);
 
 my $d = $t->testdir();
 my $pki = "$d/pki";
@@ -37,6 +37,7 @@ my %examples = (
 	'iot-fleet' => 8446,
 	'optional-mtls' => 8447,
 	'bound-tokens' => 8448,
+	'ocsp' => 8450,
 );
 
 # The certificates the examples' comments describe, and more clients to be
@@ -45,7 +46,7 @@ my %examples = (
 $ENV{MTLS_PKI_PASSPHRASE} = 'examples passphrase';
 
 pki('init', '--o', 'Example', '--cn', 'Example Root CA');
-pki('server', $_) for qw/admin.example.com api.example.com
+pki('server', $_) for qw/admin.example.com api.example.com portal.example.com
 	devices.iot.example.com www.example.com/;
 pki('intermediate', 'mesh', '--o', 'Example', '--cn', 'Mesh Workload CA');
 pki(qw/server orders --ca mesh --san DNS:orders.shop.example.org/);
@@ -86,6 +87,8 @@ for my $name (sort keys %examples) {
 	$conf =~ s/%%PKI%%/$pki/g;
 	$conf =~ s/%%PORT%%/'127.0.0.1:' . port($examples{$name})/ge;
 	$conf =~ s/%%UPSTREAM_PORT%%/port(8081)/ge;
+	# No responder listens there: the example's failure paths.
+	$conf =~ s/%%OCSP%%/'http:\/\/127.0.0.1:' . port(8449) . '\/'/ge;
 	$t->write_file("$name.conf", $conf);
 
 	(my $alone = <<'EOF') =~ s/NAME/$name/;
@@ -145,6 +148,7 @@ http {
     include iot-fleet.conf;
     include optional-mtls.conf;
     include bound-tokens.conf;
+    include ocsp.conf;
 }
 
 EOF
@@ -270,6 +274,11 @@ like(get('bound-tokens', '/api/orders', 'alice',
 	"Authorization: Bearer bound-to-$alice_x5t\r\n"
 	. "Client-Cert: :Zm9yZ2Vk:\r\n"), qr/ cert=:\Q$alice_b64\E: /,
 	'bound: Client-Cert not forged');
+# ocsp: the responder does not answer; hard refuses, soft passes.
+
+like(get('ocsp', '/', 'alice'), qr/ 403 /, 'ocsp: no answer, refused');
+like(get('ocsp', '/status-board/', 'alice'), qr/ 200 .*cn=alice /s,
+	'ocsp: no answer, soft passes');
 
 ###############################################################################
 

@@ -267,6 +267,7 @@ is_deeply($status && $status->{requests}, {
 		no_cert => 2, unverified => 1, bad_cert => 0, serial_denied => 1,
 		revoked => 5, crl_missing => 1, crl_stale => 2,
 		deny_list_missing => 1, issuer => 1, not_allowed => 2,
+		ocsp_unavailable => 0, ocsp_unknown => 0,
 	},
 }, 'counters') or diag(explain($status && $status->{requests}));
 
@@ -286,7 +287,7 @@ like($prom, qr/^mtls_requests_total\{decision="deny",reason="crl_stale"\} 2$/m,
 	'prometheus: stale');
 like($prom, qr/^mtls_requests_total\{decision="deny",reason="bad_cert"\} 0$/m,
 	'prometheus: zero');
-is(scalar(() = $prom =~ /^mtls_requests_total\{decision="deny",/mg), 10,
+is(scalar(() = $prom =~ /^mtls_requests_total\{decision="deny",/mg), 12,
 	'prometheus: every reason');
 like($prom, qr/^mtls_source_entries\{path="\Q$d\E\/ca\.crl",kind="crl"\} 1$/m,
 	'prometheus: CRL entries');

@@ -165,7 +165,9 @@ pub unsafe fn init_revocation(cf: *mut ngx_conf_t) -> Result<(), ConfError> {
     // `nginx -s stop|quit|reopen|reload` parses the configuration only to
     // find the master: a broken revocation file must not keep the operator
     // from signalling it (on reload the master reads the files itself).
-    if mcf.sources.is_empty() || ngx_process == NGX_PROCESS_SIGNALLER as ngx_uint_t {
+    if (mcf.sources.is_empty() && !mcf.ocsp.used)
+        || ngx_process == NGX_PROCESS_SIGNALLER as ngx_uint_t
+    {
         return Ok(());
     }
     let log = (*cf).log;
@@ -304,7 +306,7 @@ unsafe fn running_conf(cf: *mut ngx_conf_t) -> Option<&'static MainConf> {
 /// cycle.
 pub unsafe fn publish(cycle: *mut ngx_cycle_t, mcf: &mut MainConf) -> Result<(), ConfError> {
     let tables = std::mem::take(&mut mcf.pending);
-    if ngx_test_config != 0 || mcf.sources.is_empty() {
+    if ngx_test_config != 0 || (mcf.sources.is_empty() && !mcf.ocsp.used) {
         return Ok(());
     }
     let shared = Shared::new(mcf.sources.len()).map_err(ConfError::SharedMemory)?;

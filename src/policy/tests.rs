@@ -1008,6 +1008,8 @@ fn reason_tokens() {
         (Reason::DenyListMissing, "deny_list_missing"),
         (Reason::Issuer, "issuer"),
         (Reason::NotAllowed, "not_allowed"),
+        (Reason::OcspUnavailable, "ocsp_unavailable"),
+        (Reason::OcspUnknown, "ocsp_unknown"),
     ];
     for (reason, token) in tokens {
         assert_eq!(reason.as_str(), token);

@@ -334,7 +334,8 @@ package Mtls::PKI;
 # eku (extendedKeyUsage, default clientAuth; '' for none), days, startdate
 # and enddate (YYYYMMDDHHMMSSZ, via "openssl ca"), string_mask (req's
 # string_mask for the subject: utf8only (default), default, pkix, nombstr),
-# key (use the key of another certificate).
+# key (use the key of another certificate), ocsp (the responder URL in
+# authorityInfoAccess).
 # If the issuer is itself issued by a CA of this PKI, "$dir/name.chain.crt"
 # holds the leaf followed by the intermediate certificates.
 
@@ -385,6 +386,7 @@ sub _ext_section {
 	}
 
 	push @ext, "subjectAltName = $o{san}" if defined $o{san};
+	push @ext, "authorityInfoAccess = OCSP;URI:$o{ocsp}" if defined $o{ocsp};
 	push @ext, 'subjectKeyIdentifier = hash';
 	push @ext, 'authorityKeyIdentifier = keyid' unless $o{self_signed};
 

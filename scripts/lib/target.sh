@@ -159,7 +159,12 @@ target_pristine() {
     mkdir -p "$dir"
     rm -rf "$tmp" "$tar.tmp"
     target_log "debootstrap $suite (log: $tmp.log)"
-    if ! debootstrap --variant=minbase "$suite" "$tmp" "$target_mirror" >"$tmp.log" 2>&1; then
+    # The host's debootstrap may predate the suite: every current suite uses
+    # the same script as sid.
+    local script=/usr/share/debootstrap/scripts/$suite
+    [ -e "$script" ] || script=/usr/share/debootstrap/scripts/sid
+    if ! debootstrap --variant=minbase "$suite" "$tmp" "$target_mirror" "$script" \
+        >"$tmp.log" 2>&1; then
         tail -n 20 "$tmp.log" >&2
         target_log "debootstrap $suite failed"
         return 1

@@ -179,6 +179,10 @@ target_pristine() {
 # chroot or for a packaging test that wants a fresh release.
 target_fresh_root() {
     local suite=$1 root=$2
+    if [ "$(id -u)" -ne 0 ]; then
+        target_log "debootstrap needs root: run as root"
+        return 1
+    fi
     target_pristine "$suite" || return 1
     mkdir -p "$root" &&
         tar -C "$root" --numeric-owner -xf "$target_top/build/chroots/$suite-minbase.tar" &&
@@ -312,6 +316,10 @@ target_run() {
 target_chroot_run() {
     local root=$1
     shift
+    if [ "$(id -u)" -ne 0 ]; then
+        target_log "a target's chroot needs root (mount, chroot): run as root"
+        return 1
+    fi
     case "$PWD/" in
     "$target_top"/*) ;;
     *)

@@ -27,6 +27,7 @@
 #   target_check NAME          fails with a message for an unknown name
 #   target_prepare NAME        makes the chroot and the configured nginx tree
 #                              (and for upstream, the nginx binary); idempotent
+#   target_make_chroot NAME    only the chroot (waited for by target_prepare)
 #   target_run NAME CMD...     runs CMD in NAME's userland, in the current
 #                              directory (which must be inside the work tree)
 #   target_root NAME           the chroot directory, empty for debian-12
@@ -278,6 +279,17 @@ EOF
     touch "$stamp"
 }
 
+# Only the chroot of NAME's userland (debootstrap and apt: mostly network
+# and disk, so it may run beside a build). A target_prepare meanwhile waits.
+target_make_chroot() {
+    target_check "$1" || return 1
+    [ "$1" = debian-12 ] && return 0
+    (
+        target_lock "$(target_userland "$1")"
+        target_chroot "$(target_userland "$1")"
+    )
+}
+
 target_prepare() {
     local name=$1
     target_check "$name" || return 1
@@ -286,10 +298,7 @@ target_prepare() {
         "$target_top/scripts/setup"
         return ;;
     esac
-    (
-        target_lock "$(target_userland "$name")"
-        target_chroot "$(target_userland "$name")"
-    ) || return 1
+    target_make_chroot "$name" || return 1
     (
         target_lock "tree-$name"
         case "$name" in

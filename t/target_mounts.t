@@ -110,14 +110,15 @@ sub chroot_start {
 	return $pid;
 }
 
-# Pids of the processes whose command line contains STRING.
+# Pids of the processes whose command line is exactly ARGS (the caller's
+# own command line holds them too, as one argument).
 sub pids_of {
-	my ($string) = @_;
+	my $want = join('', map { "$_\0" } @_);
 	my @pids;
 	for my $dir (glob '/proc/[0-9]*') {
 		open my $fh, '<', "$dir/cmdline" or next;
 		my $cmd = do { local $/; <$fh> } // next;
-		push @pids, $dir =~ s{.*/}{}r if index($cmd, $string) >= 0;
+		push @pids, $dir =~ s{.*/}{}r if $cmd eq $want;
 	}
 	return @pids;
 }
@@ -168,12 +169,12 @@ for my $case (['SIGKILL to the caller', sub { kill 'KILL', $_[0] }],
 	# An argument no other process on the machine has.
 	my $mark = sprintf '%d.%d', 7000 + $$ % 1000, $case_number++;
 	my $pid = chroot_start($root, 'sh', '-c', "sleep $mark & sleep 1$mark");
-	ok(wait_until(sub { pids_of("sleep $mark") && pids_of("sleep 1$mark") }, 10),
+	ok(wait_until(sub { pids_of('sleep', $mark) && pids_of('sleep', "1$mark") }, 10),
 		"$what: the command and its background process run");
 	is_deeply([under_build()], [], "$what: while it runs, no mount visible");
 	$signal->($pid);
 	ok(wait_until(sub { waitpid($pid, WNOHANG) == $pid }, 10), "$what: the caller ends");
-	ok(wait_until(sub { !pids_of("sleep $mark") && !pids_of("sleep 1$mark") }, 10),
+	ok(wait_until(sub { !pids_of('sleep', $mark) && !pids_of('sleep', "1$mark") }, 10),
 		"$what: no process of the namespace survives");
 }
 

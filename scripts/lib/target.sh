@@ -347,6 +347,12 @@ target_chroot_run() {
     setpriv --pdeathsig KILL -- \
     unshare --mount --propagation private --pid --fork --kill-child -- \
         bash -c '
+        # This shell is the namespace'"'"'s init, which the kernel spares from
+        # signals it has no handler for: first of all, a handler. On a
+        # signal it asks every other process of the namespace to stop (a
+        # command started with & ignores SIGINT, so SIGTERM), then returns
+        # what the command returns.
+        trap "kill -TERM -1 2>/dev/null" TERM INT HUP
         set -e
         root=$1 dir=$2
         shift 2
@@ -364,10 +370,6 @@ target_chroot_run() {
             mkdir -p "$root$d"
             mount --bind "$d" "$root$d"
         done
-        # This shell is the namespace'"'"'s init. On a signal it asks every
-        # other process of the namespace to stop (a command started with &
-        # ignores SIGINT, so SIGTERM), then returns what the command returns.
-        trap "kill -TERM -1 2>/dev/null" TERM INT HUP
         exec 3<&0
         chroot "$root" /bin/sh -c "cd \"\$0\" && exec \"\$@\"" "$dir" "$@" <&3 &
         child=$!

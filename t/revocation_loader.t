@@ -186,7 +186,9 @@ my $single = Mtls::master_pid($t);
 
 is(threads($single), 1, 'single: one thread');
 
-@loaders = Mtls::loaders($single);
+# The loader has its title once it runs, which a busy machine may delay
+# after $t->run() returns.
+Mtls::wait_for(sub { @loaders = Mtls::loaders($single) });
 
 is(scalar @loaders, 1, 'single: one loader');
 ok(@loaders && $loaders[0][1] != $single,

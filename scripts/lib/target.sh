@@ -46,12 +46,13 @@ target_mirror=http://deb.debian.org/debian
 
 # Installed in every chroot: what scripts/setup installs on the host, the
 # build-time tools of the packaging (debhelper, dpkg-dev) and what the tests
-# call (pgrep, curl, and the HTTP/3 tests' aioquic client).
+# call (pgrep, curl, faketime for the OCSP tests, and the HTTP/3 tests'
+# aioquic client).
 target_packages=(nginx nginx-dev libclang-dev libssl-dev pkg-config
     build-essential openssl curl ca-certificates procps
     libio-socket-ssl-perl libnet-ssleay-perl libprotocol-http2-perl
     libjson-pp-perl libpcre2-dev zlib1g-dev debhelper dpkg-dev
-    python3-aioquic)
+    python3-aioquic faketime)
 
 # The upstream nginx tree: the nginx-src crate (the one ngx's "vendored"
 # feature builds), fetched from crates.io with cargo.

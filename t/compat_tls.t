@@ -19,7 +19,6 @@ use Digest::SHA qw/sha1_hex/;
 
 BEGIN { use FindBin; chdir($FindBin::Bin); }
 
-use lib 'lib';
 use Test::Nginx;
 use Mtls;
 
@@ -36,8 +35,11 @@ my $globals = $ENV{TEST_NGINX_GLOBALS} // '';
 plan(skip_all => 'TEST_NGINX_GLOBALS does not load the module')
 	if $without eq $globals;
 
+# B and C, other instances, add Test::Nginx's two checks of the error log
+# at the end, as $t does
+
 my $t = Test::Nginx->new()->has(qw/http http_ssl socket_ssl_reused/)
-	->has_daemon('openssl')->plan(54);
+	->has_daemon('openssl')->plan(52 + 2 * 2);
 
 my $d = $t->testdir();
 my $pki = Mtls::PKI->new($d);
@@ -68,7 +70,6 @@ for my $name (qw/alice bob carol old/) {
 }
 $t->write_file('ocsp-index.txt', $index);
 
-$t->write_file('ok', "ok\n");
 
 # the servers, "X" the digit of the instance in the port numbers; __MTLS__
 # the module's directives of instance C
@@ -84,8 +85,6 @@ events {
 
 http {
     %%TEST_GLOBALS_HTTP%%
-
-    root __PKI__;
 
     add_header X-Verify $ssl_client_verify always;
     add_header X-S-DN $ssl_client_s_dn always;
@@ -174,11 +173,11 @@ my %instance;
 
 {
 	local $ENV{TEST_NGINX_GLOBALS} = $without;
-	$instance{A} = instance($conf, 4, '', '');
+	$instance{A} = instance($t, $conf, 4, '', '');
 }
 
-$instance{B} = instance($conf, 5, '', '');
-$instance{C} = instance($conf, 6,
+$instance{B} = instance(Test::Nginx->new(), $conf, 5, '', '');
+$instance{C} = instance(Test::Nginx->new(), $conf, 6,
 	'add_header X-Decision $mtls_decision always; '
 	. 'add_header X-Reason $mtls_reason always;',
 	'mtls_allow_cn alice carol;');
@@ -207,7 +206,8 @@ $_->run() for $A, $B, $C;
 
 # A really runs without the module, B and C with it
 
-unlike($A->read_file('nginx.conf'), qr/load_module/, 'A: no load_module');
+unlike($A->read_file('nginx.conf'), qr/load_module \S*mtls/,
+	'A: module not loaded');
 like($B->read_file('nginx.conf'), qr/load_module \S*mtls/, 'B: module loaded');
 
 {
@@ -335,29 +335,20 @@ for my $cert (qw/alice eve/) {
 is(join("\n", $B->read_file('error.log') =~ /^(.*mtls.*)$/mgi), '',
 	'B: nothing logged by the module');
 
-# nothing went wrong in A and B either (C is checked at the end)
-
-for my $i ('A', 'B') {
-	$instance{$i}->stop();
-	my @alerts = $instance{$i}->read_file('error.log')
-		=~ /^(.* \[(?:alert|crit)\] .*)$/mg;
-	is(join("\n", @alerts), '', "$i: no alerts");
-}
-
 ###############################################################################
 
-# a Test::Nginx instance with the configuration, ports 8X43..8X49; the
-# first one is $t itself
+# a Test::Nginx instance given the configuration, ports 8X43..8X49 (the
+# instance is passed, not $t named here: a sub that names $t would keep it
+# until global destruction, too late for its checks at the end)
 
 sub instance {
-	my ($conf, $digit, $headers, $mtls) = @_;
-
-	my $i = $digit == 4 ? $t : Test::Nginx->new();
+	my ($i, $conf, $digit, $headers, $mtls) = @_;
 
 	$conf =~ s/8X/8$digit/g;
 	$conf =~ s/__HEADERS__/$headers/;
 	$conf =~ s/__MTLS__/$mtls/g;
 	$i->write_file_expand('nginx.conf', $conf);
+	$i->write_file('ok', "ok\n");
 
 	return $i;
 }

@@ -14,7 +14,6 @@ use Test::More;
 
 BEGIN { use FindBin; chdir($FindBin::Bin); }
 
-use lib 'lib';
 use Test::Nginx;
 
 use IO::Socket::INET;
@@ -33,7 +32,7 @@ my $t = Test::Nginx->new()->has(qw/http http_ssl/)->has_daemon('openssl')
 $ENV{MTLS_DEMO_PORT} = port(8443);
 $ENV{MTLS_DEMO_UPSTREAM_PORT} = port(8081);
 
-my $out = `../scripts/demo 2>&1`;
+my $out = `"$FindBin::Bin/../scripts/demo" 2>&1`;
 my $rc = $? >> 8;
 $out =~ s/\e\[[\d;]*m//g;
 

@@ -18,7 +18,6 @@ use Encode qw/encode/;
 
 BEGIN { use FindBin; chdir($FindBin::Bin); }
 
-use lib 'lib';
 use Test::Nginx;
 use Mtls;
 
@@ -41,8 +40,6 @@ events {
 
 http {
     %%TEST_GLOBALS_HTTP%%
-
-    root %%TESTDIR%%;
 
     add_header X-Decision $mtls_decision always;
     add_header X-Reason $mtls_reason always;

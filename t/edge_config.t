@@ -16,7 +16,6 @@ use Encode ();
 
 BEGIN { use FindBin; chdir($FindBin::Bin); }
 
-use lib 'lib';
 use Test::Nginx;
 use Mtls;
 
@@ -86,8 +85,6 @@ events {
 
 http {
     %%TEST_GLOBALS_HTTP%%
-
-    root %%TESTDIR%%;
 
     add_header X-Decision $mtls_decision always;
     add_header X-Reason $mtls_reason always;

@@ -14,7 +14,6 @@ use Test::More;
 
 BEGIN { use FindBin; chdir($FindBin::Bin); }
 
-use lib 'lib';
 use Test::Nginx;
 
 ###############################################################################
@@ -83,7 +82,7 @@ pki('--dir', "$d/other", 'init', '--no-passphrase');
 pki('--dir', "$d/other", 'client', 'alice');
 
 for my $name (sort keys %examples) {
-	my $conf = read_file("../nginx-conf/$name.conf");
+	my $conf = read_file("$FindBin::Bin/../nginx-conf/$name.conf");
 	$conf =~ s/%%PKI%%/$pki/g;
 	$conf =~ s/%%PORT%%/'127.0.0.1:' . port($examples{$name})/ge;
 	$conf =~ s/%%UPSTREAM_PORT%%/port(8081)/ge;
@@ -295,7 +294,7 @@ sub x5t {
 sub pki {
 	open my $stdout, '>&', \*STDOUT or die "Can't dup STDOUT: $!\n";
 	open STDOUT, '>>', "$d/pki.log" or die "Can't open pki.log: $!\n";
-	my $rc = system('../scripts/mtls-pki', '--dir', $pki, @_);
+	my $rc = system("$FindBin::Bin/../scripts/mtls-pki", '--dir', $pki, @_);
 	open STDOUT, '>&', $stdout or die "Can't restore STDOUT: $!\n";
 	$rc == 0 or die "mtls-pki @_ failed\n";
 }

@@ -12,7 +12,6 @@ use Test::More;
 
 BEGIN { use FindBin; chdir($FindBin::Bin); }
 
-use lib 'lib';
 use Test::Nginx;
 use Mtls;
 
@@ -35,8 +34,6 @@ events {
 
 http {
     %%TEST_GLOBALS_HTTP%%
-
-    root %%TESTDIR%%;
 
     ssl_certificate localhost.crt;
     ssl_certificate_key localhost.key;

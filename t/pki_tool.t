@@ -14,7 +14,6 @@ use Test::More;
 
 BEGIN { use FindBin; chdir($FindBin::Bin); }
 
-use lib 'lib';
 use Test::Nginx;
 
 ###############################################################################
@@ -213,8 +212,6 @@ events {
 http {
     %%TEST_GLOBALS_HTTP%%
 
-    root %%TESTDIR%%;
-
     add_header X-Mtls "$mtls_decision $mtls_reason" always;
 
     ssl_certificate         pki/certs/www.crt;
@@ -276,7 +273,7 @@ sub pki {
 	open STDIN, '<', '/dev/null' or die "Can't open /dev/null: $!\n";
 	open STDOUT, '>', $log or die "Can't open $log: $!\n";
 	open STDERR, '>&', \*STDOUT or die "Can't redirect STDERR: $!\n";
-	my $rc = system('../scripts/mtls-pki', @_);
+	my $rc = system("$FindBin::Bin/../scripts/mtls-pki", @_);
 	open STDIN, '<&', $stdin or die "Can't restore STDIN: $!\n";
 	open STDOUT, '>&', $stdout or die "Can't restore STDOUT: $!\n";
 	open STDERR, '>&', $stderr or die "Can't restore STDERR: $!\n";

@@ -16,7 +16,6 @@ use Test::More;
 
 BEGIN { use FindBin; chdir($FindBin::Bin); }
 
-use lib 'lib';
 use Test::Nginx;
 use Mtls;
 
@@ -49,8 +48,6 @@ events {
 
 http {
     %%TEST_GLOBALS_HTTP%%
-
-    root %%TESTDIR%%;
 
     mtls_reload_interval 200ms;
 
@@ -454,7 +451,7 @@ push @r, $ka && $ka->get('/');
 is(outcome($r[-1]), '200 allow', 'live: allowed');
 
 my $mark = Mtls::log_mark($t);
-update('live.crl', ca => 'ca', revoke => [ 'carol' ], number => 2);
+update($t, 'live.crl', ca => 'ca', revoke => [ 'carol' ], number => 2);
 
 like(Mtls::wait_log($t, $mark, qr/mtls: .*live\.crl/),
 	qr/\[notice\] .*mtls: reloaded "\Q$d\E\/live\.crl", 1 entries in \d+ ms$/,
@@ -474,7 +471,7 @@ my $gen = $src && $src->{generation};
 # an older CRL (a lower number, which does not revoke carol)
 
 $mark = Mtls::log_mark($t);
-update('live.crl', ca => 'ca', number => 1);
+update($t, 'live.crl', ca => 'ca', number => 1);
 
 like(Mtls::wait_log($t, $mark, qr/mtls: .*live\.crl/),
 	qr/\[error\] .*mtls: .*"\Q$d\E\/live\.crl".* older than the one in force \(CRL number 1, in force 2\), previous data stays in force$/,
@@ -557,14 +554,14 @@ is($src && "$src->{generation} $src->{entries}", "$gen 1",
 # a newer CRL, the same number too, is taken
 
 $mark = Mtls::log_mark($t);
-update('live.crl', ca => 'ca', revoke => [ 'carol', 'alice' ], number => 2);
+update($t, 'live.crl', ca => 'ca', revoke => [ 'carol', 'alice' ], number => 2);
 
 like(Mtls::wait_log($t, $mark, qr/mtls: .*live\.crl/),
 	qr/mtls: reloaded "\Q$d\E\/live\.crl", 2 entries in \d+ ms$/,
 	'same number: reloaded');
 
 $mark = Mtls::log_mark($t);
-update('live.crl', ca => 'ca', number => 3);
+update($t, 'live.crl', ca => 'ca', number => 3);
 Mtls::wait_log($t, $mark, qr/mtls: .*live\.crl/);
 
 push @r, $ka && $ka->get('/');
@@ -605,7 +602,7 @@ is(get('/', 'alice', 8450), '403 deny crl_missing',
 	'optional: CRL of an unknown CA');
 
 $mark = Mtls::log_mark($t);
-update('late.crl', ca => 'ca', revoke => [ 'bob' ], number => 1);
+update($t, 'late.crl', ca => 'ca', revoke => [ 'bob' ], number => 1);
 
 like(Mtls::wait_log($t, $mark, qr/mtls: reloaded .*late\.crl/),
 	qr/mtls: reloaded "\Q$d\E\/late\.crl", 1 entries in \d+ ms$/,
@@ -617,56 +614,56 @@ is(get('/', 'bob', 8450), '403 deny revoked', 'optional: valid CRL, revoked');
 
 # start-up: a CRL that is missing or does not verify is an [emerg]
 
-my $out = check('mtls_crl other.crl;');
+my $out = check($t, 'mtls_crl other.crl;');
 
 like($out, qr/\[emerg\] .*mtls: CRL #1 in "\Q$d\E\/other\.crl" is not signed by a known CA/,
 	'start: unknown CA');
 unlike($out, qr/test is successful/, 'start: unknown CA fails');
 
-like(check('mtls_crl flipped.crl;'),
+like(check($t, 'mtls_crl flipped.crl;'),
 	qr/\[emerg\] .*mtls: CRL #1 in "\Q$d\E\/flipped\.crl" has a bad signature/,
 	'start: bad signature');
-like(check('mtls_crl fake.crl;'),
+like(check($t, 'mtls_crl fake.crl;'),
 	qr/\[emerg\] .*mtls: CRL #1 in "\Q$d\E\/fake\.crl" has a bad signature/,
 	'start: same name, other key');
-like(check('mtls_crl missing.crl;'),
+like(check($t, 'mtls_crl missing.crl;'),
 	qr/\[emerg\] .*mtls: .*"\Q$d\E\/missing\.crl"/, 'start: missing');
 
 $t->write_file('empty.crl', '');
 
-like(check('mtls_crl empty.crl;'),
+like(check($t, 'mtls_crl empty.crl;'),
 	qr/\[emerg\] .*mtls: .*"\Q$d\E\/empty\.crl"/, 'start: empty');
 
 $t->write_file('garbage.crl', "-----BEGIN X509 CRL-----\nAAAA\n");
 
-like(check('mtls_crl garbage.crl;'),
+like(check($t, 'mtls_crl garbage.crl;'),
 	qr/\[emerg\] .*mtls: .*"\Q$d\E\/garbage\.crl"/, 'start: garbage');
 
 $t->write_file('twice.pem',
 	$t->read_file('ca.crl') . $t->read_file('ca-int.crl'));
 
-like(check('mtls_crl twice.pem;'),
+like(check($t, 'mtls_crl twice.pem;'),
 	qr/\[emerg\] .*mtls: CRL #2 in "\Q$d\E\/twice\.pem" has the same issuer as CRL #1/,
 	'start: two CRLs of one issuer');
 
-$out = check('mtls_crl missing.crl optional;');
+$out = check($t, 'mtls_crl missing.crl optional;');
 
 like($out, qr/\[warn\] .*mtls: .*"\Q$d\E\/missing\.crl"/,
 	'start: optional, missing, warning');
 like($out, qr/test is successful/, 'start: optional, missing, passes');
 
-like(check('mtls_crl_check both;'), qr/\[emerg\] .*invalid value "both"/,
+like(check($t, 'mtls_crl_check both;'), qr/\[emerg\] .*invalid value "both"/,
 	'start: bad mtls_crl_check');
-like(check('location /x { mtls_crl ca.crl; }'),
+like(check($t, 'location /x { mtls_crl ca.crl; }'),
 	qr/\[emerg\] .*"mtls_crl" directive is not allowed here/,
 	'start: mtls_crl in a location');
 
 # the CA that signs a CRL may be one of ssl_trusted_certificate
 
-like(check('mtls_crl int.crl;', 'ssl_client_certificate ca.crt;'
+like(check($t, 'mtls_crl int.crl;', 'ssl_client_certificate ca.crt;'
 	. ' ssl_trusted_certificate int.crt;'),
 	qr/test is successful/, 'start: CA in ssl_trusted_certificate');
-like(check('mtls_crl int.crl;', 'ssl_client_certificate ca.crt;'),
+like(check($t, 'mtls_crl int.crl;', 'ssl_client_certificate ca.crt;'),
 	qr/\[emerg\] .*mtls: CRL #1 in "\Q$d\E\/int\.crl" is not signed by a known CA/,
 	'start: CA not configured');
 
@@ -729,7 +726,7 @@ sub get {
 # a new CRL made with "openssl ca -gencrl", put in place atomically
 
 sub update {
-	my ($name, %o) = @_;
+	my ($t, $name, %o) = @_;
 
 	my $file = $pki->crl("$name.next", %o);
 	Mtls::write_atomic("$d/$name", $t->read_file("$name.next"));
@@ -750,7 +747,7 @@ sub rfc3339 {
 # "nginx -t" of a server with the given directive
 
 sub check {
-	my ($directive, $ca) = @_;
+	my ($t, $directive, $ca) = @_;
 
 	$ca //= 'ssl_client_certificate cas.crt;';
 

@@ -15,7 +15,6 @@ use Test::More;
 
 BEGIN { use FindBin; chdir($FindBin::Bin); }
 
-use lib 'lib';
 use Test::Nginx;
 use Mtls;
 
@@ -38,8 +37,6 @@ events {
 
 http {
     %%TEST_GLOBALS_HTTP%%
-
-    root %%TESTDIR%%;
 
     mtls_reload_interval 200ms;
 
@@ -410,26 +407,26 @@ is(get('/off', 'alice', 8444), '200 off', 'off');
 $t->write_file('bad.txt', "1A\nnot-a-serial\n");
 $t->write_file('empty.txt', '');
 
-my $out = check('mtls_deny_list missing.txt;');
+my $out = check($t, 'mtls_deny_list missing.txt;');
 
 like($out, qr/\[emerg\] .*mtls: .*"\Q$d\E\/missing\.txt"/,
 	'start: missing file');
 unlike($out, qr/test is successful/, 'start: missing file fails');
 
-like(check('mtls_deny_list bad.txt;'),
+like(check($t, 'mtls_deny_list bad.txt;'),
 	qr/\[emerg\] .*mtls: deny list "\Q$d\E\/bad\.txt" line 2: /,
 	'start: bad line');
-like(check('mtls_deny_list empty.txt;'),
+like(check($t, 'mtls_deny_list empty.txt;'),
 	qr/\[emerg\] .*mtls: deny list "\Q$d\E\/empty\.txt" is empty/,
 	'start: empty file');
 
-$out = check('mtls_deny_list missing.txt optional;');
+$out = check($t, 'mtls_deny_list missing.txt optional;');
 
 like($out, qr/\[warn\] .*mtls: .*"\Q$d\E\/missing\.txt".*denied until a valid file arrives/,
 	'start: optional missing file warns');
 like($out, qr/test is successful/, 'start: optional missing file passes');
 
-like(check('mtls_deny_list forms.txt optionally;'),
+like(check($t, 'mtls_deny_list forms.txt optionally;'),
 	qr/\[emerg\] .*"mtls_deny_list" directive has invalid value "optionally"/,
 	'start: bad parameter');
 
@@ -472,7 +469,7 @@ sub swap_data {
 # "nginx -t" of a server with the given directive
 
 sub check {
-	my ($directive) = @_;
+	my ($t, $directive) = @_;
 
 	return nginx_t($t, <<"EOF");
 

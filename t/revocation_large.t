@@ -18,7 +18,6 @@ use Test::More;
 
 BEGIN { use FindBin; chdir($FindBin::Bin); }
 
-use lib 'lib';
 use Test::Nginx;
 use Mtls;
 
@@ -44,8 +43,6 @@ events {
 
 http {
     %%TEST_GLOBALS_HTTP%%
-
-    root %%TESTDIR%%;
 
     mtls_reload_interval 100ms;
     keepalive_requests 100000;
@@ -169,7 +166,7 @@ like(Mtls::wait_log($t, 0, qr/reloaded .*big\.crl", $entries /),
 is(scalar(Mtls::loaders(Mtls::master_pid($t) // 0)), 1,
 	'the loader process is measured too');
 
-my %rss = map { $_ => rss_mb($_) } processes();
+my %rss = map { $_ => rss_mb($_) } processes($t);
 note(join ', ', map { "pid $_: $rss{$_} MB" } sort keys %rss);
 SKIP: {
 	skip 'AddressSanitizer quarantines freed memory', 1 if $asan;
@@ -202,6 +199,7 @@ is(join(' ', Mtls::shm_tables($master)), '', 'quit: no tables left');
 # the master, its workers and the loader
 
 sub processes {
+	my ($t) = @_;
 	my $master = Mtls::master_pid($t) // return ();
 	my @children;
 

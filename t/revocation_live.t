@@ -15,7 +15,6 @@ use Test::More;
 
 BEGIN { use FindBin; chdir($FindBin::Bin); }
 
-use lib 'lib';
 use Test::Nginx;
 use Mtls;
 
@@ -45,8 +44,6 @@ events {
 
 http {
     %%TEST_GLOBALS_HTTP%%
-
-    root %%TESTDIR%%;
 
     mtls_reload_interval 200ms;
 
@@ -195,7 +192,7 @@ my @r;
 push @r, $h2 && $h2->get('/h2');
 is(outcome($r[-1]), '200 allow', 'h2: allowed');
 
-revoke('h2.txt', "1002\n");
+revoke($t, 'h2.txt', "1002\n");
 
 push @r, $h2 && $h2->get('/h2');
 is(outcome($r[-1]), '403 deny revoked', 'h2: next stream revoked');
@@ -239,7 +236,7 @@ for my $i (0 .. $#variants) {
 		'200 allow r', "$name: resumed, allowed");
 }
 
-revoke('resume.txt', "10:02\n");
+revoke($t, 'resume.txt', "10:02\n");
 
 for my $i (0 .. $#variants) {
 	my ($port, undef, $name) = @{$variants[$i]};
@@ -343,7 +340,7 @@ is(get('/workers', 'bob', 8447), '200 allow', 'workers: other certificate');
 
 is(get('/reload', 'alice', 8448), '200 allow', 'reload: allowed');
 
-revoke('reload.txt', "1002\n");
+revoke($t, 'reload.txt', "1002\n");
 
 is(get('/reload', 'alice', 8448), '403 deny revoked', 'reload: revoked');
 
@@ -371,7 +368,7 @@ if ($pid == 0) {
 Mtls::wait_for(sub { -s $results && lines($results) >= 10 }, 5);
 
 my $reload_start = time();
-$t->reload();
+Mtls::reload($t);
 my $reload_end = time();
 
 # requests right after the reload, on the new workers
@@ -411,7 +408,7 @@ like(Mtls::wait_log($t, $mark, qr/mtls: .*reload\.txt/),
 is(get('/reload', 'alice', 8448), '200 allow',
 	'reload: live update after reload');
 
-revoke('reload.txt', "1002\n");
+revoke($t, 'reload.txt', "1002\n");
 
 is(get('/reload', 'alice', 8448), '403 deny revoked',
 	'reload: revoked again after reload');
@@ -420,7 +417,7 @@ is(get('/reload', 'alice', 8448), '403 deny revoked',
 # reads the file itself
 
 Mtls::write_atomic("$d/reload.txt", "1003\n");
-$t->reload();
+Mtls::reload($t);
 
 is(get('/reload', 'bob', 8448), '403 deny revoked',
 	'reload: written just before the reload');
@@ -449,7 +446,7 @@ sub get {
 # writes a deny list atomically and waits until it is in force
 
 sub revoke {
-	my ($name, $content) = @_;
+	my ($t, $name, $content) = @_;
 
 	my $mark = Mtls::log_mark($t);
 	Mtls::write_atomic("$d/$name", $content);

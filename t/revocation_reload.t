@@ -16,7 +16,6 @@ use Test::More;
 
 BEGIN { use FindBin; chdir($FindBin::Bin); }
 
-use lib 'lib';
 use Test::Nginx;
 use Mtls;
 
@@ -39,8 +38,6 @@ events {
 
 http {
     %%TEST_GLOBALS_HTTP%%
-
-    root %%TESTDIR%%;
 
     mtls_reload_interval 200ms;
 
@@ -85,14 +82,14 @@ $t->run();
 
 is(get('bob'), '200 allow', 'not revoked');
 
-update(revoke => [ 'bob' ], number => 3);
+update($t, revoke => [ 'bob' ], number => 3);
 
 is(get('bob'), '403 deny revoked', 'revoked by CRL 3');
 
 # the older CRL is refused by the loader, then by a reload
 
 my $mark = Mtls::log_mark($t);
-update(number => 2);
+update($t, number => 2);
 
 like(Mtls::wait_log($t, $mark, qr/ca\.crl/), qr/older than the one in force/,
 	'loader: older CRL refused');
@@ -101,7 +98,7 @@ is(get('bob'), '403 deny revoked', 'loader: still revoked');
 my @workers = Mtls::workers($t);
 
 $mark = Mtls::log_mark($t);
-$t->reload();
+Mtls::reload($t);
 
 like(Mtls::wait_log($t, $mark, qr/\[emerg\]/),
 	qr/\[emerg\] .*mtls: CRL #1 in "\Q$d\E\/ca\.crl" \("CN=Test CA,O=Example"\) is older than the one in force \(CRL number 2, in force 3\)$/,
@@ -113,8 +110,8 @@ is(get('alice'), '200 allow', 'reload: other certificate');
 
 # the CRL in force, then a newer one, are accepted by a reload
 
-update(revoke => [ 'bob' ], number => 3);
-$t->reload();
+update($t, revoke => [ 'bob' ], number => 3);
+Mtls::reload($t);
 
 isnt(join(' ', sort(Mtls::workers($t))), join(' ', sort @workers),
 	'reload: same CRL accepted');
@@ -123,7 +120,7 @@ is(get('bob'), '403 deny revoked', 'reload: same CRL, revoked');
 @workers = Mtls::workers($t);
 $pki->crl('next.crl', ca => 'ca', number => 4);
 Mtls::write_atomic("$d/ca.crl", $t->read_file('next.crl'));
-$t->reload();
+Mtls::reload($t);
 
 isnt(join(' ', sort(Mtls::workers($t))), join(' ', sort @workers),
 	'reload: newer CRL accepted');
@@ -138,7 +135,7 @@ my $s = Mtls::connect_tls(port => port(8443), cert => "$d/bob");
 $s->print("GET / HTTP/1.1\x0d\x0aHost: localhost\x0d\x0a") if $s;
 
 $mark = Mtls::log_mark($t);
-$t->reload();
+Mtls::reload($t);
 select undef, undef, undef, 0.6;
 
 my $r;
@@ -185,7 +182,7 @@ sub get {
 # a CRL written atomically over ca.crl
 
 sub update {
-	my (%o) = @_;
+	my ($t, %o) = @_;
 
 	my $mark = Mtls::log_mark($t);
 	$pki->crl('next.crl', ca => 'ca', %o);

@@ -14,7 +14,6 @@ use Test::More;
 
 BEGIN { use FindBin; chdir($FindBin::Bin); }
 
-use lib 'lib';
 use Test::Nginx;
 use Mtls;
 
@@ -43,8 +42,6 @@ events {
 
 http {
     %%TEST_GLOBALS_HTTP%%
-
-    root %%TESTDIR%%;
 
     mtls_reload_interval 200ms;
 
@@ -374,7 +371,7 @@ my $good = $t->read_file('nginx.conf');
 $t->write_file('nginx.conf', $good . "\nno_such_directive;\n");
 
 $mark = Mtls::log_mark($t);
-$t->reload();
+Mtls::reload($t);
 
 like(Mtls::wait_log($t, $mark, qr/\[emerg\]/), qr/no_such_directive/,
 	'failed reload');
@@ -390,7 +387,7 @@ is(join(' ', @leaked), '', 'shm: failed reload leaves no tables');
 
 $t->write_file('nginx.conf', $good);
 $t->write_file('deny.txt', "1006\n");
-$t->reload();
+Mtls::reload($t);
 
 # the old workers remove the old configuration's tables when they exit
 

@@ -14,7 +14,6 @@ use Test::More;
 
 BEGIN { use FindBin; chdir($FindBin::Bin); }
 
-use lib 'lib';
 use Test::Nginx;
 use Mtls;
 
@@ -41,8 +40,6 @@ events {
 
 http {
     %%TEST_GLOBALS_HTTP%%
-
-    root %%TESTDIR%%;
 
     mtls_reload_interval 100ms;
 

@@ -1217,8 +1217,10 @@ sub shm_tables {
 }
 
 # the revocation loader processes of an nginx master, found by their title
-# in its process group (nginx's master leads it, under Test::Nginx as
-# daemonized): a list of [ pid, parent pid ]
+# and the master's tables in /dev/shm that they have mapped (forked from a
+# worker, a loader keeps its mappings; neither its parent, nor its process
+# group, which is the test's own when nginx runs with "daemon off;" under
+# upstream's Test::Nginx, tells whose it is): a list of [ pid, parent pid ]
 
 sub loaders {
 	my ($master) = @_;
@@ -1228,11 +1230,13 @@ sub loaders {
 		open my $fh, '<', "$dir/stat" or next;
 		my $stat = <$fh> // next;
 		my ($pid) = $stat =~ /^(\d+)/ or next;
-		my ($state, $ppid, $pgrp) =
-			(split ' ', substr($stat, rindex($stat, ')') + 1))[0 .. 2];
-		next if $pgrp != $master || $state =~ /^[ZX]/;
+		my ($state, $ppid) =
+			(split ' ', substr($stat, rindex($stat, ')') + 1))[0 .. 1];
+		next if $state =~ /^[ZX]/;
+		next unless cmdline($pid) =~ /mtls revocation loader/;
+		open my $maps, '<', "$dir/maps" or next;
 		push @found, [ $pid, $ppid ]
-			if cmdline($pid) =~ /mtls revocation loader/;
+			if grep { m! /dev/shm/ngx_mtls\.$master\.! } <$maps>;
 	}
 
 	return @found;
@@ -1251,6 +1255,43 @@ sub workers {
 
 	wait_for(sub { @w = worker_pids($t); @w >= ($want // 1) });
 	return @w;
+}
+
+# $t->reload(), then waits (at most 5 seconds) until new workers run and
+# the old ones are shutting down, so that the next request sees the new
+# configuration, or until the error log shows that it was refused
+# (upstream's reload() only sends the signal)
+
+sub reload {
+	my ($t) = @_;
+
+	my %old = map { $_ => 1 } worker_pids($t);
+	my $mark = log_mark($t);
+
+	$t->reload();
+
+	wait_for(sub {
+		my @serving = worker_pids($t);
+		(grep { !$old{$_} } @serving) && !(grep { $old{$_} } @serving)
+			|| substr($t->read_file('error.log'), $mark) =~ /\[emerg\]/;
+	});
+
+	return $t;
+}
+
+# takes out of the error log (nginx stopped) the lines that match $re,
+# alerts that a test provoked and checked itself, so that the check of
+# Test::Nginx at the end sees only the others; returns how many
+
+sub take_log_lines {
+	my ($t, $re) = @_;
+
+	my $file = $t->testdir() . '/error.log';
+	my @lines = split /^/, slurp($file);
+	my @kept = grep { !/$re/ } @lines;
+
+	write_atomic($file, join '', @kept);
+	return @lines - @kept;
 }
 
 # the same, as they are now

@@ -8,7 +8,6 @@ use strict;
 use warnings;
 
 use Exporter qw/import/;
-use Fcntl qw/:flock O_RDWR O_CREAT/;
 use File::Path qw/rmtree/;
 use File::Spec;
 use File::Temp qw/tempdir/;
@@ -21,9 +20,11 @@ use Time::HiRes qw/sleep time/;
 # run tests) runs before the one of Test::Builder that reports the summary.
 use Test::More ();
 
-our @EXPORT = qw/log_in log_out http http_get http_head http_start http_end
-    http_content port/;
-our @EXPORT_OK = (@EXPORT, qw/http_gzip_request http_gzip_like/);
+# The same split between default and optional exports as upstream, so that
+# a test file that works here imports what it needs there too.
+our @EXPORT = qw/log_in log_out http http_get http_head port/;
+our @EXPORT_OK = qw/http_start http_end http_content
+    http_gzip_request http_gzip_like/;
 our %EXPORT_TAGS = (gzip => [qw/http_gzip_request http_gzip_like/]);
 
 our $NGINX = $ENV{TEST_NGINX_BINARY} // '/usr/sbin/nginx';
@@ -79,12 +80,11 @@ my %HOST_FEATURES = (
 my %VERSION_INFO;   # nginx binary => its "nginx -V" output
 my %PORTS;          # logical port => { port => real port, lock => handle }
 my %LIVE;           # refaddr => weak reference to every instance
+my $CREATED = 0;    # instances made so far, to finish them in that order
 
 # Write end of the pipe to the watchdog process, its pid, and the pid of
 # the test process that started it (see _watch).
 my ($WATCHDOG, $WATCHDOG_PID, $WATCHDOG_OWNER);
-
-my $PORT_LOCK_DIR = File::Spec->catdir(File::Spec->tmpdir, 'nginx-test-ports');
 
 ###############################################################################
 # Instance life cycle
@@ -92,12 +92,15 @@ my $PORT_LOCK_DIR = File::Spec->catdir(File::Spec->tmpdir, 'nginx-test-ports');
 sub new {
     my ($class) = @_;
 
+    Test::More::BAIL_OUT("no $NGINX binary found") unless -x $NGINX;
+
     my $self = bless {
-        testdir     => tempdir('nginx-test-XXXXXXXXXX', TMPDIR => 1),
-        owner       => $$,     # forked daemons must not clean up
-        daemons     => [],
-        requested   => [],     # features passed to has(), in order
-        skip_errors => {},     # log level => [patterns]
+        testdir   => tempdir('nginx-test-XXXXXXXXXX', TMPDIR => 1),
+        owner     => $$,     # forked daemons must not clean up
+        order     => $CREATED++,
+        daemons   => [],
+        requested => [],     # features passed to has(), in order
+        globals   => {},     # expansions of %%TEST_GLOBALS*%%, once made
     }, $class;
 
     $LIVE{refaddr $self} = $self;
@@ -133,11 +136,23 @@ sub DESTROY {
     return;
 }
 
-# Instances living in file-scoped lexicals are destroyed only after every
-# END block, too late to add tests: finish them here.
+# An instance in a plain file-scoped lexical is destroyed before the END
+# blocks run, and finished there.  One still alive here is kept by a named
+# sub that uses it, or by a global: upstream would destroy it only during
+# global destruction, after Test::More has ended, and its checks would
+# break the test file.  Such an instance fails here, then is finished.
 END {
     local $?;    # the exit status of the test file
-    $_->_finish for grep { defined } values %LIVE;
+    my @left = sort { $a->{order} <=> $b->{order} }
+        grep { defined && !$_->{finished} && $_->{owner} == $$ } values %LIVE;
+    for my $self (@left) {
+        if (Test::More->builder->expected_tests) {
+            Test::More::ok(0, 'Test::Nginx instance freed before END');
+            Test::More::diag("$self->{testdir}: still referenced at END, by a "
+                . 'named sub or a global? Pass the instance to subs instead');
+        }
+        $self->_finish;
+    }
     _stop_watchdog();
 }
 
@@ -151,8 +166,11 @@ sub _finish {
     # The output may be gone (a harness that quit): clean up nevertheless.
     local $SIG{PIPE} = 'IGNORE';
 
-    eval { $self->stop; 1 } or Test::More::diag("Can't stop nginx: $@");
-    $self->_check_error_logs if $self->{planned};
+    # Where stop() dies, upstream's DESTROY ends there, without its checks:
+    # so that plans agree, neither are ours made.
+    my $stopped = eval { $self->stop; 1 } or Test::More::diag("Can't stop nginx: $@");
+    $self->stop_daemons;
+    $self->_check_error_logs if $stopped && Test::More->builder->expected_tests;
 
     my $dir = $self->{testdir};
     Test::More::diag(_slurp("$dir/error.log")) if $ENV{TEST_NGINX_CATLOG};
@@ -171,7 +189,7 @@ sub _finish {
 sub has {
     my ($self, @features) = @_;
     for my $feature (@features) {
-        Test::More::plan(skip_all => "no $feature")
+        Test::More::plan(skip_all => "no $feature available")
             unless $self->has_feature($feature);
         push @{$self->{requested}}, $feature;
     }
@@ -226,23 +244,18 @@ sub has_daemon {
     return $self;
 }
 
+# The two checks of error.log that every instance adds at its end, see
+# _finish(): those of this one are counted here, those of any other
+# instance the test file counts itself.
 sub plan {
     my ($self, $count) = @_;
-    # The two checks of error.log are added at the end, see _finish().
     Test::More::plan(tests => $count + 2);
-    $self->{planned} = 1;
     return $self;
 }
 
 sub todo_alerts {
     my ($self) = @_;
     $self->{todo_alerts} = 1;
-    return $self;
-}
-
-sub skip_errors_check {
-    my ($self, $level, @patterns) = @_;
-    push @{$self->{skip_errors}{$level}}, @patterns;
     return $self;
 }
 
@@ -300,8 +313,9 @@ sub _find_program {
     return grep { -f "$_/$program" && -x _ } File::Spec->path;
 }
 
-# Shared object of a dynamic module: in the configured modules path (a
-# packaged nginx) or beside the binary (objs/ of a source tree).
+# Shared object of a dynamic module: in TEST_NGINX_MODULES (as upstream),
+# the configured modules path (a packaged nginx) or beside the binary (objs/
+# of a source tree).
 sub _dynamic_module_file {
     my ($self, $module) = @_;
     my $args = $self->_configure_args;
@@ -314,7 +328,9 @@ sub _dynamic_module_file {
     my ($volume, $bindir) = File::Spec->splitpath($NGINX);
 
     (my $file = "ngx_${module}_module.so") =~ s/^ngx_http_xslt_/ngx_http_xslt_filter_/;
-    for my $dir ($modules, File::Spec->catpath($volume, $bindir, '')) {
+    for my $dir (grep { defined } $ENV{TEST_NGINX_MODULES}, $modules,
+        File::Spec->catpath($volume, $bindir, ''))
+    {
         my $path = File::Spec->catfile($dir, $file);
         return File::Spec->rel2abs($path) if -f $path;
     }
@@ -357,15 +373,15 @@ sub write_file {
 sub write_file_expand {
     my ($self, $name, $content) = @_;
 
-    # A config without %%TEST_GLOBALS%% still needs its pid and error log
-    # in the test directory: run() then passes them with -g.
-    $self->{globals_in_config} = 1 if $content =~ /%%TEST_GLOBALS%%/;
-
     $content =~ s/%%TEST_GLOBALS%%/$self->test_globals/ge;
     $content =~ s/%%TEST_GLOBALS_HTTP%%/$self->test_globals_http/ge;
     $content =~ s/%%TEST_GLOBALS_STREAM%%/$self->test_globals_stream/ge;
     $content =~ s/%%TESTDIR%%/$self->{testdir}/g;
-    $content =~ s/%%PORT_(\d+)(?:_UDP)?%%/port($1)/ge;
+
+    # Like upstream, a literal loopback port 8000-8999 is a logical port.
+    $content =~ s/127\.0\.0\.1:(8\d\d\d)/'127.0.0.1:' . port($1)/ge;
+    $content =~ s/%%PORT_(\d+)%%/port($1)/ge;
+    $content =~ s/%%PORT_(\d+)_UDP%%/port($1, udp => 1)/ge;
 
     return $self->write_file($name, $content);
 }
@@ -389,10 +405,14 @@ sub _slurp {
     return -e $path ? _read($path) : '';
 }
 
+# Each expansion is made once per instance, with the environment of that
+# moment, and reused, as upstream does.  Once %%TEST_GLOBALS%% has been
+# expanded, run() no longer passes pid and error_log with -g: the
+# configuration is expected to carry them.
 sub test_globals {
     my ($self) = @_;
     my $dir = $self->{testdir};
-    return "pid $dir/nginx.pid;\n"
+    return $self->{globals}{main} //= "pid $dir/nginx.pid;\n"
         . "error_log $dir/error.log debug;\n"
         . _env_lines('TEST_NGINX_GLOBALS')
         . $self->_load_modules;
@@ -402,18 +422,22 @@ sub test_globals_http {
     my ($self) = @_;
     my $dir = $self->{testdir};
 
-    my $globals = "access_log $dir/access.log;\n"
-        . "client_body_temp_path $dir/client_body_temp;\n";
-    # The directive does not exist when its module is configured out.
-    for my $module (qw/fastcgi proxy uwsgi scgi/) {
-        $globals .= "${module}_temp_path $dir/${module}_temp;\n"
-            if $self->has_module($module);
-    }
-    return $globals . _env_lines('TEST_NGINX_GLOBALS_HTTP');
+    return $self->{globals}{http} //= do {
+        my $globals = "root $dir;\n"
+            . "access_log $dir/access.log;\n"
+            . "client_body_temp_path $dir/client_body_temp;\n";
+        # The directive does not exist when its module is configured out.
+        for my $module (qw/fastcgi proxy uwsgi scgi/) {
+            $globals .= "${module}_temp_path $dir/${module}_temp;\n"
+                if $self->has_module($module);
+        }
+        $globals . _env_lines('TEST_NGINX_GLOBALS_HTTP');
+    };
 }
 
 sub test_globals_stream {
-    return _env_lines('TEST_NGINX_GLOBALS_STREAM');
+    my ($self) = @_;
+    return $self->{globals}{stream} //= _env_lines('TEST_NGINX_GLOBALS_STREAM');
 }
 
 sub _env_lines {
@@ -425,54 +449,47 @@ sub _env_lines {
 ###############################################################################
 # Ports
 
-# The same real port for a logical port during the whole test file.  The
-# port is probed free for both TCP and UDP (so the udp option of upstream
-# is accepted and needs no special handling), and a lock on a per-port file
-# is held until exit, so that parallel test files never pick the same port
-# between our probe and nginx's bind.
+# The same real port for a logical port during the whole test file, as in
+# upstream: the port is reserved by a socket of the other protocol bound to
+# it (UDP for a TCP port, a TCP listener for a UDP port) and held until
+# exit, so that no other test file, with either library, picks it while
+# nginx can still bind it.  With "socket => 1", that socket is returned,
+# to be closed where the port is needed for both protocols.
 sub port {
-    my ($logical) = @_;
+    my ($logical, %opts) = @_;
     # Not "//=", which would add an undefined entry that _allocate_port()
     # then finds in %PORTS.
-    $PORTS{$logical} = _allocate_port() unless $PORTS{$logical};
-    return $PORTS{$logical}{port};
+    $PORTS{$logical} = _allocate_port($opts{udp}) unless $PORTS{$logical};
+    return $opts{socket} ? $PORTS{$logical}{lock} : $PORTS{$logical}{port};
 }
 
 sub _allocate_port {
+    my ($udp) = @_;
     my %taken = map { $_->{port} => 1 } values %PORTS;
     for (1 .. 200) {
         my $port = PORT_MIN + int rand(PORT_MAX - PORT_MIN + 1);
         next if $taken{$port};
-        my $lock = _lock_port($port) or next;
-        return { port => $port, lock => $lock } if _port_is_free($port);
+        my $lock = _bind_port($port, !$udp) or next;
+        return { port => $port, lock => $lock } if _bind_port($port, $udp);
     }
-    die "Can't find a free port (locks in $PORT_LOCK_DIR)\n";
+    die "Can't find a free port\n";
 }
 
-sub _lock_port {
-    my ($port) = @_;
-    # Created open to everybody, so that other users' test runs can lock
-    # their ports too.
-    chmod 0777, $PORT_LOCK_DIR if mkdir $PORT_LOCK_DIR;
-    sysopen(my $fh, "$PORT_LOCK_DIR/$port", O_RDWR | O_CREAT, 0666) or return;
-    flock($fh, LOCK_EX | LOCK_NB) or return;
-    return $fh;
-}
-
-sub _port_is_free {
-    my ($port) = @_;
-    my $tcp = IO::Socket::INET->new(Proto => 'tcp', Listen => 1,
-        ReuseAddr => 1, LocalAddr => "127.0.0.1:$port") or return 0;
-    my $udp = IO::Socket::INET->new(Proto => 'udp',
-        LocalAddr => "127.0.0.1:$port") or return 0;
-    return 1;    # both sockets are closed here
+sub _bind_port {
+    my ($port, $udp) = @_;
+    return IO::Socket::INET->new(Proto => 'udp', LocalAddr => "127.0.0.1:$port")
+        if $udp;
+    return IO::Socket::INET->new(Proto => 'tcp', Listen => 1, ReuseAddr => 1,
+        LocalAddr => "127.0.0.1:$port");
 }
 
 ###############################################################################
 # nginx processes
 
+# With a file name, its content (expanded) becomes nginx.conf first.
 sub run {
-    my ($self) = @_;
+    my ($self, $conf) = @_;
+    $self->write_file_expand('nginx.conf', _read($conf)) if defined $conf;
     unless ($self->_start) {
         Test::More::diag(_slurp("$self->{testdir}/stderr"));
         die "Can't start nginx\n";
@@ -498,10 +515,7 @@ sub _start {
     my $dir = $self->{testdir};
     unlink "$dir/nginx.pid";
 
-    my @command = ($NGINX, '-p', "$dir/", '-c', 'nginx.conf');
-    push @command, '-e', 'error.log' if $self->has_version('1.19.5');
-    push @command, '-g', "pid $dir/nginx.pid; error_log $dir/error.log debug;"
-        unless $self->{globals_in_config};
+    my @command = ($NGINX, $self->_arguments);
     Test::More::note("starting: @command") if $ENV{TEST_NGINX_VERBOSE};
 
     # Messages written before the error log is open (and sanitizer
@@ -516,6 +530,16 @@ sub _start {
     _watch($master) if $master != $launcher;
     @{$self}{qw/started master/} = (1, $master);
     return 1;
+}
+
+sub _arguments {
+    my ($self) = @_;
+    my $dir = $self->{testdir};
+    my @arguments = ('-p', "$dir/", '-c', 'nginx.conf');
+    push @arguments, '-e', 'error.log' if $self->has_version('1.19.5');
+    push @arguments, '-g', "pid $dir/nginx.pid; error_log $dir/error.log debug;"
+        unless defined $self->{globals}{main};
+    return @arguments;
 }
 
 # Without "daemon off;", the process we started exits as soon as nginx is
@@ -543,45 +567,47 @@ sub _wait_for_master {
     return 0;
 }
 
+# "nginx -T" of the configuration, with what run() would pass; its output.
+sub dump_config {
+    my ($self) = @_;
+    my $pid = open(my $pipe, '-|') // die "Can't fork: $!\n";
+    if ($pid == 0) {
+        open STDERR, '>&', \*STDOUT or POSIX::_exit(127);
+        exec { $NGINX } $NGINX, '-T', $self->_arguments or POSIX::_exit(127);
+    }
+    local $/;
+    local $?;    # set by close()
+    my $output = <$pipe> // '';
+    close $pipe;
+    return $output;
+}
+
 sub _master_pid {
     my ($self) = @_;
     my ($pid) = _slurp("$self->{testdir}/nginx.pid") =~ /^(\d+)\s*$/;
     return $pid;
 }
 
-# Returns once the new worker processes accept connections and the old
-# ones no longer do, so that the next request sees the new configuration;
-# also returns early if the new configuration is rejected.
+# Sends SIGHUP and returns at once, as upstream does: a test that needs the
+# new configuration in force waits for it itself.
 sub reload {
     my ($self) = @_;
     return $self unless $self->{started};
-
-    my $master = $self->_master_pid || $self->{master};
-    my %old = map { $_ => 1 } _workers($master);
-    my $log = "$self->{testdir}/error.log";
-    my $log_size = -s $log // 0;
-
-    kill HUP => $master;
-
-    my $deadline = time + WAIT_TIMEOUT;
-    while (time < $deadline) {
-        my @workers = _workers($master);
-        my @new = grep { !$old{$_} } @workers;
-        my @old_serving = grep { $old{$_} && _cmdline($_) !~ /shutting down/ } @workers;
-        last if @new && !@old_serving;
-        last if substr(_slurp($log), $log_size) =~ /\[emerg\]/;
-        sleep POLL_INTERVAL;
-    }
+    kill HUP => $self->_master_pid // die "Can't open nginx.pid\n";
     return $self;
 }
 
+# Stops nginx only; the daemons run until stop_daemons() or the end.
+# Like upstream, it stops the master named by nginx.pid, and dies without
+# one (nginx exited by itself): only after stopping the one it started.
 sub stop {
     my ($self) = @_;
-    if ($self->{started}) {
-        $self->_stop_master($self->_master_pid || $self->{master});
-        $self->{started} = 0;
-    }
-    return $self->stop_daemons;
+    return $self unless $self->{started};
+    my $master = $self->_master_pid;
+    $self->_stop_master($master // $self->{master});
+    $self->{started} = 0;
+    die "Can't open nginx.pid\n" unless defined $master;
+    return $self;
 }
 
 sub _stop_master {
@@ -698,25 +724,6 @@ sub _process_stat {
     return { state => $fields[0], ppid => $fields[1], start => $fields[19] };
 }
 
-sub _children {
-    my ($parent) = @_;
-    return grep {
-        my $stat = _process_stat($_);
-        $stat && $stat->{ppid} == $parent && $stat->{state} ne 'Z';
-    } map { m{^/proc/(\d+)$} } glob '/proc/[0-9]*';
-}
-
-# nginx sets the titles of its processes, e.g. "nginx: worker process".
-sub _workers {
-    my ($master) = @_;
-    return grep { _cmdline($_) =~ /worker process/ } _children($master);
-}
-
-sub _cmdline {
-    my ($pid) = @_;
-    return eval { _read("/proc/$pid/cmdline") } // '';
-}
-
 ###############################################################################
 # Watchdog
 
@@ -776,20 +783,23 @@ sub _stop_watchdog {
 ###############################################################################
 # Checks added to the plan
 
+# Run for every instance once a plan is set, as upstream does.  An
+# instance that never started nginx has no error.log: upstream then adds
+# no test (its check dies), and neither do we, so that plans agree.
 sub _check_error_logs {
     my ($self) = @_;
     my $dir = $self->{testdir};
-    my $log = _slurp("$dir/error.log");
     my $builder = Test::More->builder;
 
-    my @errors;
-    while ($log =~ /^(\S+ \S+ \[(alert|crit)\] .*)$/mg) {
-        my ($line, $level) = ($1, $2);
-        push @errors, $line
-            unless grep { $line =~ /$_/ } @{$self->{skip_errors}{$level} // []};
+    unless (-e "$dir/error.log") {
+        Test::More::diag("no error.log in $dir: its checks are left out");
+        return;
     }
+    my $log = _read("$dir/error.log");
+
+    my @alerts = $log =~ /^(.*\[alert\].*)$/mg;
     $builder->todo_start('alerts') if $self->{todo_alerts};
-    Test::More::is(join("\n", @errors), '', 'no alerts');
+    Test::More::is(join("\n", @alerts), '', 'no alerts');
     $builder->todo_end if $self->{todo_alerts};
 
     my @reports = grep { /\w+Sanitizer|runtime error:/ }
@@ -824,9 +834,11 @@ sub http {
     return http_end($s);
 }
 
-# Sends the request; returns the socket, or undef when that fails.  Like
-# the other client functions, it returns undef rather than an empty list,
-# as results are passed straight to like() and friends.
+# Sends the request (to port 8080, or 8443 with SSL, unless PeerAddr or
+# socket says otherwise); then, after "sleep" seconds, the body, unless
+# "aborted".  Returns the socket, or undef when that fails.  Like the other
+# client functions, it returns undef rather than an empty list, as results
+# are passed straight to like() and friends.
 sub http_start {
     my ($request, %extra) = @_;
     return _with_timeout(sub {
@@ -834,37 +846,41 @@ sub http_start {
         _start_ssl($s, %extra) if $extra{SSL};
         _send($s, $request);
         sleep $extra{sleep} if $extra{sleep};
-        _send($s, $extra{body}) if defined $extra{body};
+        _send($s, $extra{body}) if defined $extra{body} && !$extra{aborted};
         return $s;
     });
 }
 
-# Reads the reply up to the end of the connection.
+# Reads the reply up to the end of the connection, then closes it.
 sub http_end {
     my ($s) = @_;
     my $reply = _with_timeout(sub {
         local $/;
-        return $s->getline // '';
+        my $reply = $s->getline // '';
+        $s->close;
+        return $reply;
     });
     log_in($reply) if defined $reply;
     return $reply;
 }
 
+# The body of a reply, chunks joined; undef without a blank line after the
+# head, "[no-last-chunk]" appended when the chunk of size 0 is missing.
 sub http_content {
     my ($reply) = @_;
     return undef unless defined $reply;
 
     my ($head, $body) = split /\x0d?\x0a\x0d?\x0a/, $reply, 2;
-    return '' unless defined $body;
+    return undef unless defined $body;
     return $body unless $head =~ /^Transfer-Encoding:\s*chunked\s*$/mi;
 
     my $content = '';
     while ($body =~ s/^([0-9a-fA-F]+)[^\x0a]*\x0a//) {
-        my $size = hex $1 or last;
+        my $size = hex $1 or return $content;
         $content .= substr $body, 0, $size, '';
         $body =~ s/^\x0d?\x0a//;
     }
-    return $content;
+    return $content . '[no-last-chunk]';
 }
 
 sub http_gzip_like {
@@ -899,7 +915,7 @@ sub _connect {
     my %options = map { $_ => $extra{$_} } grep { /^(?:Peer|Local)/ } keys %extra;
     return IO::Socket::INET->new(
         Proto    => 'tcp',
-        PeerAddr => '127.0.0.1:' . port(8080),
+        PeerAddr => '127.0.0.1:' . port($extra{SSL} ? 8443 : 8080),
         Timeout  => IO_TIMEOUT,
         %options,
     ) || die "Can't connect to nginx: $!\n";
@@ -912,7 +928,8 @@ sub _start_ssl {
     IO::Socket::SSL->start_SSL($s,
         SSL_verify_mode => IO::Socket::SSL::SSL_VERIFY_NONE(), %ssl)
         or die 'SSL handshake failed: ' . IO::Socket::SSL::errstr() . "\n";
-    log_in('ssl cipher: ' . $s->get_cipher);
+    # A handshake put off by the caller has no cipher yet.
+    log_in('ssl cipher: ' . $s->get_cipher) unless defined $extra{SSL_startHandshake};
     return $s;
 }
 

@@ -93,7 +93,8 @@ is(scalar @workers, 2, 'two workers');
 is(join(' ', map { threads($_) } @workers), '1 1',
 	'every worker has one thread');
 
-my @loaders = Mtls::loaders($master);
+my @loaders;
+Mtls::wait_for(sub { @loaders = Mtls::loaders($master) });
 
 is(scalar @loaders, 1, 'one loader for two workers');
 

@@ -984,42 +984,63 @@ Test::Nginx - run nginx with a test configuration and talk HTTP to it
 =head1 DESCRIPTION
 
 An implementation, written independently, of the public API of the
-Test::Nginx library of nginx-tests, enough for test files written against
-that API to run unchanged.
+Test::Nginx library of nginx-tests.  Where a test file depends on what the
+library does, it does what upstream's does, so that a file that passes
+here passes under upstream's library too (C<scripts/test --upstream-lib>).
+Helpers of this project's own are in F<t/lib/Mtls.pm>.
 
-Exported: C<http>, C<http_get>, C<http_head>, C<http_start>, C<http_end>,
-C<http_content>, C<port>, C<log_in>, C<log_out>; on request (or with
-C<:gzip>) C<http_gzip_request> and C<http_gzip_like>.
+Exported: C<http>, C<http_get>, C<http_head>, C<port>, C<log_in>,
+C<log_out>; on request C<http_start>, C<http_end>, C<http_content>, and
+(also with C<:gzip>) C<http_gzip_request> and C<http_gzip_like>.
+C<http_start> connects to port 8080, or 8443 with C<SSL>, unless given
+C<PeerAddr> or C<socket>.
 
 Methods: C<new>, C<testdir>, C<has>, C<has_feature>, C<has_module>,
-C<has_version>, C<has_daemon>, C<plan>, C<todo_alerts>,
-C<skip_errors_check($level, @patterns)>, C<write_file>,
-C<write_file_expand>, C<read_file>, C<test_globals>, C<test_globals_http>,
-C<test_globals_stream>, C<run>, C<try_run>, C<reload>, C<stop>,
-C<run_daemon>, C<stop_daemons>, C<waitforfile>, C<waitforsocket>.
+C<has_version>, C<has_daemon>, C<plan>, C<todo_alerts>, C<write_file>,
+C<write_file_expand>, C<read_file>, C<test_globals>, C<test_globals_http>
+(with C<root> the test directory), C<test_globals_stream>, C<run>,
+C<try_run>, C<reload> (sends SIGHUP and returns), C<stop> (nginx only; dies
+without F<nginx.pid>), C<dump_config>, C<run_daemon>, C<stop_daemons>,
+C<waitforfile>, C<waitforsocket>.
 
-C<plan($n)> plans C<$n + 2> tests: at the end, the error log must have no
-C<[alert]> or C<[crit]> lines ("no alerts"; TODO after C<todo_alerts>,
-lines matching C<skip_errors_check> patterns ignored) and neither the error
-log nor nginx's stderr may hold sanitizer reports ("no sanitizer errors").
+C<write_file_expand> replaces C<%%TEST_GLOBALS%%>, C<%%TEST_GLOBALS_HTTP%%>,
+C<%%TEST_GLOBALS_STREAM%%> (each made once per instance), C<%%TESTDIR%%>,
+C<%%PORT_N%%>, C<%%PORT_N_UDP%%> and C<127.0.0.1:8NNN>.  C<port(N)> is the
+same port for the whole test file, reserved by a socket of the other
+protocol bound to it (C<< socket => 1 >> returns it, C<< udp => 1 >> for a
+UDP port).
+
+Once a plan is set, every instance that has an F<error.log> adds two tests
+at its end: no C<[alert]> line ("no alerts", TODO after C<todo_alerts>) and
+no sanitizer report in the error log or nginx's stderr ("no sanitizer
+errors").  C<plan($n)> counts those of its own instance; a test file counts
+those of any other.  An instance must be freed before the END blocks run
+(not kept by a named sub, which should be given it as an argument): one
+still alive there fails the test file, as upstream would check it too late.
 
 =head1 ENVIRONMENT
 
 C<TEST_NGINX_BINARY> (default F</usr/sbin/nginx>), C<TEST_NGINX_GLOBALS>,
 C<TEST_NGINX_GLOBALS_HTTP>, C<TEST_NGINX_GLOBALS_STREAM> (added verbatim to
-the expansions), C<TEST_NGINX_VERBOSE> (traffic and commands as notes),
+the expansions), C<TEST_NGINX_MODULES> (where dynamic modules are looked
+for first), C<TEST_NGINX_VERBOSE> (traffic and commands as notes),
 C<TEST_NGINX_LEAVE> (keep the test directory), C<TEST_NGINX_CATLOG> (error
 log shown with C<diag> at the end).
 
 =head1 DIFFERENCES FROM UPSTREAM
 
+None that a test file should depend on:
+
 =over
 
 =item *
 
-Ports are drawn at random from 10000-32767, probed free for TCP and UDP
-on 127.0.0.1 and locked with C<flock> on F<$TMPDIR/nginx-test-ports/PORT>
-until the test file exits, so that parallel test files do not collide.
+The default binary is F</usr/sbin/nginx> (upstream: F<../nginx/objs/nginx>).
+
+=item *
+
+Ports are drawn at random from 10000-32767 (upstream tries the number
+itself first, then others of its block of 500).
 
 =item *
 
@@ -1028,19 +1049,17 @@ with C<diag> when nginx fails to start.
 
 =item *
 
-C<reload> waits (at most 5 s) until new workers run and the old ones are
-shutting down, or until the new configuration is rejected.
-
-=item *
-
-C<stop> sends QUIT, then TERM after 30 s, then KILL (to the workers too)
-after 10 more seconds, and waits until the master has exited.
+C<stop> waits until the master has exited also when nginx runs as a
+daemon (upstream waits only for a master it started with C<daemon off;>),
+and after 30 s sends TERM, after 10 more KILL.
 
 =item *
 
 Dynamic modules (e.g. C<stream> of a distribution's nginx) count as
-present only if their shared object is installed; C<%%TEST_GLOBALS%%> then
-loads the ones behind the features given to C<has>.
+present only if their shared object is installed; C<%%TEST_GLOBALS%%> loads
+the ones behind the features given to C<has> (upstream loads every one
+that C<nginx -V> lists, from C<TEST_NGINX_MODULES> or the binary's
+directory).
 
 =item *
 
@@ -1052,9 +1071,8 @@ running once the test process is gone however it ended (e.g. SIGKILL).
 
 =item *
 
-The alerts check also fails on C<[crit]> lines; C<skip_errors_check> and
-C<todo_alerts> relax it.  Both checks run from an END block, before
-Test::More's summary, not from DESTROY.
+C<TEST_NGINX_CATLOG> shows the log with C<diag> (upstream prints it to
+stdout).
 
 =back
 

@@ -299,10 +299,14 @@ sub pki {
 	$rc == 0 or die "mtls-pki @_ failed\n";
 }
 
+# "nginx -t" leaves an empty nginx.pid, which Test::Nginx's run() would
+# take for the one of the nginx it starts: removed.
 sub nginx_t {
 	my ($conf) = @_;
 	my $command = "$Test::Nginx::NGINX -t -p $d/ -c $conf -e $d/nginx-t.log";
-	return `$command 2>&1`;
+	my $out = `$command 2>&1`;
+	unlink "$d/nginx.pid";
+	return $out;
 }
 
 # A request to an example's server, with the chain and key of a client.

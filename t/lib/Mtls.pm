@@ -120,7 +120,9 @@ sub asn1_time {
 ###############################################################################
 
 # "nginx -t" on a configuration written to a file of its own in the test
-# directory; returns nginx's output (stdout and stderr)
+# directory; returns nginx's output (stdout and stderr).  "nginx -t" creates
+# the pid file of the configuration, empty: one it made is removed, as
+# upstream's $t->run() would take it for nginx's and not wait for nginx
 
 sub nginx_t {
 	my ($t, $conf, $name) = @_;
@@ -129,6 +131,7 @@ sub nginx_t {
 	$t->write_file_expand($name, $conf);
 
 	my $d = $t->testdir();
+	my $pidfile = -e "$d/nginx.pid";
 
 	my $pid = open(my $fh, '-|');
 	die "fork: $!\n" unless defined $pid;
@@ -144,6 +147,7 @@ sub nginx_t {
 	my $out = <$fh> // '';
 	close $fh;
 
+	unlink "$d/nginx.pid" unless $pidfile;
 	return $out;
 }
 

@@ -499,7 +499,7 @@ sub run {
 
 sub try_run {
     my ($self, $message) = @_;
-    unless ($self->_start) {
+    unless (eval { $self->_start }) {
         if ($ENV{TEST_NGINX_VERBOSE}) {
             Test::More::note(_slurp("$self->{testdir}/nginx.conf"));
             Test::More::note(_slurp("$self->{testdir}/stderr"));
@@ -513,7 +513,9 @@ sub try_run {
 sub _start {
     my ($self) = @_;
     my $dir = $self->{testdir};
-    unlink "$dir/nginx.pid";
+    # Upstream's run() takes a pid file that is there for nginx's, without
+    # waiting for nginx (e.g. the empty one that "nginx -t" leaves): refused.
+    die "Can't start nginx: $dir/nginx.pid is there already\n" if -e "$dir/nginx.pid";
 
     my @command = ($NGINX, $self->_arguments);
     Test::More::note("starting: @command") if $ENV{TEST_NGINX_VERBOSE};

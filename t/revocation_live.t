@@ -351,7 +351,8 @@ my $stop = "$d/hammer.stop";
 my $pid = fork() // die "fork: $!\n";
 
 if ($pid == 0) {
-	my $deadline = time() + 15;
+	# stopped by $stop; the deadline only in case the test died
+	my $deadline = time() + 60;
 	open my $fh, '>', $results or POSIX::_exit(1);
 	$fh->autoflush(1);
 
@@ -365,7 +366,9 @@ if ($pid == 0) {
 	POSIX::_exit(0);
 }
 
-Mtls::wait_for(sub { -s $results && lines($results) >= 10 }, 5);
+# (the waits are long for a loaded machine: they end as soon as they can)
+
+Mtls::wait_for(sub { -s $results && lines($results) >= 10 }, 20);
 
 my $reload_start = time();
 Mtls::reload($t);
@@ -374,7 +377,7 @@ my $reload_end = time();
 # requests right after the reload, on the new workers
 
 my $n = lines($results);
-Mtls::wait_for(sub { lines($results) >= $n + 20 }, 5);
+Mtls::wait_for(sub { lines($results) >= $n + 20 }, 20);
 
 open my $sfh, '>', $stop or die "can't create $stop: $!\n";
 close $sfh;

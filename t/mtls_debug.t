@@ -12,7 +12,6 @@ use Test::More;
 
 BEGIN { use FindBin; chdir($FindBin::Bin); }
 
-use lib 'lib';
 use Test::Nginx;
 use Mtls;
 
@@ -41,8 +40,6 @@ events {
 
 http {
     %%TEST_GLOBALS_HTTP%%
-
-    root %%TESTDIR%%;
 
     add_header X-Decision $mtls_decision always;
     add_header X-Reason $mtls_reason always;
@@ -111,7 +108,7 @@ my $mark = Mtls::log_mark($t);
 my $ka = Mtls::KeepAlive->new(port => $port, cert => "$d/alice");
 is(Mtls::outcome($ka && $ka->get('/cn')), '200 allow', 'alice allowed');
 
-my $log = since($mark);
+my $log = since($t, $mark);
 like($log, qr/\[debug\].*mtls: rules in effect: mtls_allow_\*; client certificate: verified/,
 	'rules and certificate');
 like($log, qr/mtls: allow, read of the certificate: cn "alice"/,
@@ -121,7 +118,7 @@ unlike($log, qr/mtls: allow, read of the certificate: .*subject/,
 
 $mark = Mtls::log_mark($t);
 is(Mtls::outcome($ka && $ka->get('/cn')), '200 allow', 'alice again');
-like(since($mark), qr/mtls: allow, reused: passed in this location before/,
+like(since($t, $mark), qr/mtls: allow, reused: passed in this location before/,
 	'cached decision reused');
 
 # bob: the sources consulted, their generations, and what decided
@@ -129,7 +126,7 @@ like(since($mark), qr/mtls: allow, reused: passed in this location before/,
 $mark = Mtls::log_mark($t);
 is(Mtls::outcome(Mtls::https_get(port(8444), '/revocation', "$d/bob")),
 	'403 deny revoked', 'bob revoked');
-$log = since($mark);
+$log = since($t, $mark);
 like($log, qr/mtls: mtls_deny_list "[^"]*deny\.txt", generation 1: serial [0-9A-F]+: not listed/,
 	'deny list consulted');
 like($log, qr/mtls: mtls_crl "[^"]*ca\.crl", generation 1: the leaf \(serial [0-9A-F]+\): revoked/,
@@ -144,7 +141,7 @@ like($log, qr/\[error\].*access forbidden by mtls: revoked, .*by "[^"]*ca\.crl"/
 $mark = Mtls::log_mark($t);
 is(Mtls::outcome(Mtls::https_get($port, '/cn')), '403 deny no_cert',
 	'no certificate');
-like(since($mark), qr/client certificate: none(?s:.*)mtls: deny no_cert, read of the certificate: nothing/,
+like(since($t, $mark), qr/client certificate: none(?s:.*)mtls: deny no_cert, read of the certificate: nothing/,
 	'no certificate logged');
 
 $mark = Mtls::log_mark($t);
@@ -155,9 +152,9 @@ unlike(substr($t->read_file('error.log'), $mark), qr/mtls:/,
 
 ###############################################################################
 
-# what the error log says from $mark on, once the decision's line is there
+# what $t's error log says from $mark on, once the decision's line is there
 sub since {
-	my ($mark) = @_;
+	my ($t, $mark) = @_;
 	Mtls::wait_log($t, $mark, qr/mtls: (?:allow|deny)/);
 	return substr($t->read_file('error.log'), $mark);
 }

@@ -13,7 +13,6 @@ use Test::More;
 
 BEGIN { use FindBin; chdir($FindBin::Bin); }
 
-use lib 'lib';
 use Test::Nginx;
 use Mtls;
 
@@ -36,8 +35,6 @@ events {
 
 http {
     %%TEST_GLOBALS_HTTP%%
-
-    root %%TESTDIR%%;
 
     add_header X-Decision $mtls_decision always;
     add_header X-Reason $mtls_reason always;
@@ -108,7 +105,7 @@ is(get('/any', 'alice'), '200 allow', 'any: certificate enough');
 
 my $mark = Mtls::log_mark($t);
 is(get('/any', 'bob'), '403 deny not_allowed', 'any: both deny');
-my $log = since($mark, qr/access forbidden by rule/);
+my $log = since($t, $mark, qr/access forbidden by rule/);
 like($log, qr/\[error\].*access forbidden by rule/,
 	'any: nginx logs the final denial');
 like($log, qr/\[info\].*access forbidden by mtls: not_allowed, subject: "CN=bob/,
@@ -120,18 +117,18 @@ $mark = Mtls::log_mark($t);
 is(get('/any-address', 'bob'), '200 deny not_allowed',
 	'any: the address allows, the variable still says deny');
 is(get('/any-address'), '200 deny no_cert', 'any: no certificate needed');
-unlike(since($mark, qr/no_cert/), qr/\[error\]/, 'any: nothing at error');
+unlike(since($t, $mark, qr/no_cert/), qr/\[error\]/, 'any: nothing at error');
 
 $mark = Mtls::log_mark($t);
 is(get('/any-status', 'bob'), '451 deny not_allowed',
 	'any: another status answers at once');
-like(since($mark, qr/access forbidden by mtls/),
+like(since($t, $mark, qr/access forbidden by mtls/),
 	qr/\[error\].*access forbidden by mtls: not_allowed/,
 	'any: another status logged at error');
 
 $mark = Mtls::log_mark($t);
 is(get('/all', 'bob'), '403 deny not_allowed', 'all: denied');
-$log = since($mark, qr/access forbidden by mtls/);
+$log = since($t, $mark, qr/access forbidden by mtls/);
 like($log, qr/\[error\].*access forbidden by mtls: not_allowed/,
 	'all: logged at error');
 unlike($log, qr/access forbidden by rule/, 'all: no line of nginx\'s');
@@ -144,10 +141,10 @@ sub get {
 		defined $cert ? "$d/$cert" : undef));
 }
 
-# what the error log says from $mark on, once a line matches $re (or after
-# a timeout); the last request's lines with it
+# what $t's error log says from $mark on, once a line matches $re (or
+# after a timeout); the last request's lines with it
 sub since {
-	my ($mark, $re) = @_;
+	my ($t, $mark, $re) = @_;
 	Mtls::wait_log($t, $mark, $re, 2);
 	return substr($t->read_file('error.log'), $mark);
 }

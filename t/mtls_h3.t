@@ -15,7 +15,6 @@ use Test::More;
 
 BEGIN { use FindBin; chdir($FindBin::Bin); }
 
-use lib 'lib';
 use Test::Nginx;
 use Mtls;
 
@@ -38,7 +37,7 @@ events {
 
 http {
     server {
-        listen 127.0.0.1:%%PORT_8443%% quic;
+        listen 127.0.0.1:%%PORT_8943_UDP%% quic;
     }
 }
 EOF
@@ -89,11 +88,9 @@ events {
 http {
     %%TEST_GLOBALS_HTTP%%
 
-    root %%TESTDIR%%;
-
     server {
         listen       127.0.0.1:%%PORT_8443%% ssl;
-        listen       127.0.0.1:%%PORT_8443%% quic;
+        listen       127.0.0.1:%%PORT_8943_UDP%% quic;
         server_name  localhost;
 %%TLS%%
         mtls_crl ca.crl;
@@ -179,7 +176,7 @@ http {
 
     server {
         listen       127.0.0.1:%%PORT_8444%% ssl;
-        listen       127.0.0.1:%%PORT_8444%% quic;
+        listen       127.0.0.1:%%PORT_8944_UDP%% quic;
         server_name  localhost;
 %%TLS%%
         mtls_crl stale.crl;
@@ -193,7 +190,7 @@ http {
 
     server {
         listen       127.0.0.1:%%PORT_8445%% ssl;
-        listen       127.0.0.1:%%PORT_8445%% quic;
+        listen       127.0.0.1:%%PORT_8945_UDP%% quic;
         server_name  localhost;
 %%TLS%%
         mtls_crl ca.crl;
@@ -248,7 +245,7 @@ my %h3;
 sub h3 {
 	my ($cert, $port) = @_;
 	my $key = ($cert // 'none') . ":$port";
-	$h3{$key} //= Mtls::H3->new(port => port($port),
+	$h3{$key} //= Mtls::H3->new(port => port($port + 500, udp => 1),
 		$cert ? (cert => "$d/$cert") : ());
 	return $h3{$key};
 }
@@ -365,7 +362,7 @@ like($t->read_file('error.log'),
 # the certificate is cached per QUIC connection: a second connection of
 # another client is decided on its own certificate
 
-my $carol = Mtls::H3->new(port => port(8443), cert => "$d/bob");
+my $carol = Mtls::H3->new(port => port(8943, udp => 1), cert => "$d/bob");
 is(outcome($carol && $carol->get('/a')), '403 deny not_allowed',
 	'second client: its own decision');
 $carol->close() if $carol;
@@ -391,13 +388,13 @@ is_deeply(\%delta, { allowed => 1, not_allowed => 1, no_cert => 1,
 SKIP: {
 skip($curl, 4) if $curl;
 
-is(outcome(Mtls::H3::curl_get(port(8443), '/a', "$d/alice")), '200 allow',
+is(outcome(Mtls::H3::curl_get(port(8943, udp => 1), '/a', "$d/alice")), '200 allow',
 	'curl: allow');
-is(outcome(Mtls::H3::curl_get(port(8443), '/a', "$d/bob")),
+is(outcome(Mtls::H3::curl_get(port(8943, udp => 1), '/a', "$d/bob")),
 	'403 deny not_allowed', 'curl: not_allowed');
-is(outcome(Mtls::H3::curl_get(port(8443), '/a')), '403 deny no_cert',
+is(outcome(Mtls::H3::curl_get(port(8943, udp => 1), '/a')), '403 deny no_cert',
 	'curl: no_cert');
-is(outcome(Mtls::H3::curl_get(port(8443), '/a', "$d/carol")),
+is(outcome(Mtls::H3::curl_get(port(8943, udp => 1), '/a', "$d/carol")),
 	'403 deny revoked', 'curl: revoked');
 }
 

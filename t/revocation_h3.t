@@ -15,7 +15,6 @@ use Test::More;
 
 BEGIN { use FindBin; chdir($FindBin::Bin); }
 
-use lib 'lib';
 use Test::Nginx;
 use Mtls;
 
@@ -38,7 +37,7 @@ events {
 
 http {
     server {
-        listen 127.0.0.1:%%PORT_8443%% quic;
+        listen 127.0.0.1:%%PORT_8943_UDP%% quic;
         ssl_early_data on;
     }
 }
@@ -78,8 +77,6 @@ events {
 http {
     %%TEST_GLOBALS_HTTP%%
 
-    root %%TESTDIR%%;
-
     mtls_reload_interval 200ms;
 
     ssl_certificate localhost.crt;
@@ -100,7 +97,7 @@ http {
 
     server {
         listen       127.0.0.1:%%PORT_8443%% ssl;
-        listen       127.0.0.1:%%PORT_8443%% quic;
+        listen       127.0.0.1:%%PORT_8943_UDP%% quic;
         server_name  localhost;
 
         location / {
@@ -112,7 +109,7 @@ http {
     # resumption from the session cache
 
     server {
-        listen       127.0.0.1:%%PORT_8445%% quic;
+        listen       127.0.0.1:%%PORT_8945_UDP%% quic;
         server_name  localhost;
 
         ssl_session_cache shared:SSL:1m;
@@ -125,7 +122,7 @@ http {
     }
 
     server {
-        listen       127.0.0.1:%%PORT_8444%% quic;
+        listen       127.0.0.1:%%PORT_8944_UDP%% quic;
         server_name  localhost;
 
         ssl_early_data on;
@@ -174,8 +171,8 @@ $t->run();
 # a deny list, on a connection opened before: its next request is denied,
 # another client's connection goes on
 
-my $alice = Mtls::H3->new(port => port(8443), cert => "$d/alice");
-my $carol = Mtls::H3->new(port => port(8443), cert => "$d/carol",
+my $alice = Mtls::H3->new(port => port(8943, udp => 1), cert => "$d/alice");
+my $carol = Mtls::H3->new(port => port(8943, udp => 1), cert => "$d/carol",
 	ticket => "$d/carol.ticket");
 
 my @r = map { $_ && $_->get('/') } $alice, $carol;
@@ -183,7 +180,7 @@ is(outcome($r[0]), '200 allow', 'deny list: alice allowed');
 is(outcome($r[1]), '200 allow', 'deny list: carol allowed');
 is(header($r[0], 'X-Proto'), 'HTTP/3.0', 'deny list: over HTTP/3');
 
-revoke('deny.txt', "1002\n");
+revoke($t, 'deny.txt', "1002\n");
 
 push @r, $alice && $alice->get('/');
 is(outcome($r[-1]), '403 deny revoked', 'deny list: alice revoked');
@@ -198,11 +195,11 @@ is(header($r[-1], 'X-Port'), header($r[0], 'X-Port'),
 
 # a CRL, on a connection opened before
 
-my $bob = Mtls::H3->new(port => port(8443), cert => "$d/bob");
+my $bob = Mtls::H3->new(port => port(8943, udp => 1), cert => "$d/bob");
 
 is(outcome($bob && $bob->get('/')), '200 allow', 'crl: bob allowed');
 
-revoke_crl('int.crl', ca => 'int', revoke => [ 'bob' ], number => 2);
+revoke_crl($t, 'int.crl', ca => 'int', revoke => [ 'bob' ], number => 2);
 
 is(outcome($bob && $bob->get('/')), '403 deny revoked', 'crl: bob revoked');
 $info = $bob && $bob->info();
@@ -217,20 +214,20 @@ $_ && $_->close() for $alice, $bob;
 ok($carol && $carol->ticket(), 'resumption: ticket');
 $carol->close() if $carol;
 
-my $r = resumed('carol', 8443);
+my $r = resumed('carol', 8943);
 is(outcome($r), '200 allow', 'resumption: allowed');
 is(header($r, 'X-Reused'), 'r', 'resumption: resumed');
 is(header($r, 'X-Subject'), 'CN=carol,O=Example', 'resumption: subject');
 
-revoke('deny.txt', "1002\n1004\n");
+revoke($t, 'deny.txt', "1002\n1004\n");
 
-$r = resumed('carol', 8443);
+$r = resumed('carol', 8943);
 is(outcome($r), '403 deny revoked', 'resumption: revoked');
 is(header($r, 'X-Reused'), 'r', 'resumption: revoked when resumed');
 
 # the same from the session cache (ssl_session_tickets off)
 
-my $dave = Mtls::H3->new(port => port(8445), cert => "$d/dave",
+my $dave = Mtls::H3->new(port => port(8945, udp => 1), cert => "$d/dave",
 	ticket => "$d/dave.ticket");
 $r = $dave && $dave->get('/');
 is(outcome($r) . ' ' . header($r, 'X-Reused'), '200 allow .',
@@ -238,35 +235,35 @@ is(outcome($r) . ' ' . header($r, 'X-Reused'), '200 allow .',
 ok($dave && $dave->ticket(), 'session cache: ticket');
 $dave->close() if $dave;
 
-$r = resumed('dave', 8445);
+$r = resumed('dave', 8945);
 is(outcome($r) . ' ' . header($r, 'X-Reused'), '200 allow r',
 	'session cache: resumed');
 
-revoke('cache.txt', "1007\n");
+revoke($t, 'cache.txt', "1007\n");
 
-$r = resumed('dave', 8445);
+$r = resumed('dave', 8945);
 is(outcome($r) . ' ' . header($r, 'X-Reused'), '403 deny revoked r',
 	'session cache: revoked');
 
 # a resumed session keeps no verified chain: revoking the intermediate
 # denies its leaf
 
-my $erin = Mtls::H3->new(port => port(8443), cert => "$d/erin",
+my $erin = Mtls::H3->new(port => port(8943, udp => 1), cert => "$d/erin",
 	ticket => "$d/erin.ticket");
 is(outcome($erin && $erin->get('/')), '200 allow', 'chain: erin allowed');
 ok($erin && $erin->ticket(), 'chain: ticket');
 $erin->close() if $erin;
 
-revoke_crl('ca.crl', ca => 'ca', revoke => [ 'int' ], number => 2);
+revoke_crl($t, 'ca.crl', ca => 'ca', revoke => [ 'int' ], number => 2);
 
-$r = resumed('erin', 8443);
+$r = resumed('erin', 8943);
 is(outcome($r), '403 deny revoked', 'chain: intermediate revoked');
 is(header($r, 'X-Reused'), 'r', 'chain: resumed');
 
 # 0-RTT: the request in early data is decided on the certificate of the
 # session it resumes, with revocation in force
 
-my $frank = Mtls::H3->new(port => port(8444), cert => "$d/frank",
+my $frank = Mtls::H3->new(port => port(8944, udp => 1), cert => "$d/frank",
 	ticket => "$d/frank.ticket");
 is(outcome($frank && $frank->get('/')), '200 allow', '0-RTT: frank allowed');
 ok($frank && $frank->ticket(), '0-RTT: ticket');
@@ -277,7 +274,7 @@ my $accepted = $zero_rtt ? 1 : 0;
 
 diag('nginx ' . ($zero_rtt ? 'accepts' : 'refuses') . ' 0-RTT over QUIC');
 
-($r, $info) = resumed('frank', 8444, early => 1);
+($r, $info) = resumed('frank', 8944, early => 1);
 is(outcome($r), '200 allow', '0-RTT: allowed');
 is($info && "$info->{resumed} $info->{early_data_accepted}", "1 $accepted",
 	'0-RTT: client: resumed, early data ' . ($zero_rtt ? '' : 'not ')
@@ -285,9 +282,9 @@ is($info && "$info->{resumed} $info->{early_data_accepted}", "1 $accepted",
 is(header($r, 'X-Early'), $early, '0-RTT: $ssl_early_data');
 is(header($r, 'X-Subject'), 'CN=frank,O=Example', '0-RTT: subject');
 
-revoke('early.txt', "1006\n");
+revoke($t, 'early.txt', "1006\n");
 
-($r, $info) = resumed('frank', 8444, early => 1);
+($r, $info) = resumed('frank', 8944, early => 1);
 is(outcome($r), '403 deny revoked', '0-RTT: revoked');
 is($info && $info->{early_data_accepted}, $accepted,
 	'0-RTT: revoked, early data ' . ($zero_rtt ? '' : 'not ') . 'accepted');
@@ -296,7 +293,8 @@ is(header($r, 'X-Early'), $early, '0-RTT: revoked, $ssl_early_data');
 # the revocation loader, forked by worker 0, holds none of its QUIC sockets
 
 my @loaders = Mtls::loaders(Mtls::master_pid($t));
-my %quic = map { $_ => 1 } quic_sockets(map { port($_) } 8443, 8444, 8445);
+my %quic = map { $_ => 1 }
+	quic_sockets(map { port($_, udp => 1) } 8943, 8944, 8945);
 my ($worker) = Mtls::workers($t);
 
 is(scalar @loaders, 1, 'loader: one');
@@ -329,14 +327,16 @@ sub sockets {
 		glob "/proc/$pid/fd/*";
 }
 
-# one request on a new connection that resumes the session of a ticket;
-# in list context also the client's view of the handshake
+# one request on a new connection to UDP port($port) that resumes the
+# session of a ticket; in list context also the client's view of the
+# handshake
 
 sub resumed {
 	my ($cert, $port, %o) = @_;
 
-	my $h3 = Mtls::H3->new(port => port($port), cert => "$d/$cert",
-		ticket => "$d/$cert.ticket", resume => 1, %o) or return;
+	my $h3 = Mtls::H3->new(port => port($port, udp => 1),
+		cert => "$d/$cert", ticket => "$d/$cert.ticket", resume => 1, %o)
+		or return;
 	my $r = $h3->get('/');
 	my $info = $h3->info();
 	$h3->close();
@@ -344,10 +344,10 @@ sub resumed {
 	return wantarray ? ($r, $info) : $r;
 }
 
-# writes a deny list atomically and waits until it is in force
+# writes a deny list of $t's atomically and waits until it is in force
 
 sub revoke {
-	my ($name, $content) = @_;
+	my ($t, $name, $content) = @_;
 
 	my $mark = Mtls::log_mark($t);
 	Mtls::write_atomic("$d/$name", $content);
@@ -356,7 +356,7 @@ sub revoke {
 }
 
 sub revoke_crl {
-	my ($name, %o) = @_;
+	my ($t, $name, %o) = @_;
 
 	my $mark = Mtls::log_mark($t);
 	$pki->crl($name, %o);

@@ -22,7 +22,6 @@ use Time::HiRes qw/time sleep/;
 
 BEGIN { use FindBin; chdir($FindBin::Bin); }
 
-use lib 'lib';
 use Test::Nginx;
 use Mtls;
 
@@ -46,8 +45,6 @@ events {
 
 http {
     %%TEST_GLOBALS_HTTP%%
-
-    root %%TESTDIR%%;
 
     mtls_reload_interval 200ms;
     mtls_cache_dir %%TESTDIR%%/cache;

@@ -30,6 +30,12 @@ use Mtls;
 select STDERR; $| = 1;
 select STDOUT; $| = 1;
 
+# the HTTP servers the file forks (http_server); one still running when
+# the test dies would hold prove's pipe open
+my %servers;
+my $main = $$;
+END { kill('TERM', keys %servers) if $$ == $main }
+
 my $t = Test::Nginx->new()
 	->has(qw/http http_ssl http_v2 socket_ssl_reused/)
 	->has_daemon('openssl')->plan(57);
@@ -278,8 +284,7 @@ is(outcome(https_get(port(8443), '/', "$d/alice")), '403 deny revoked',
 # a restart with the server down runs from the copy kept
 
 $t->stop();
-kill('TERM', $http);
-waitpid($http, 0);
+stop_server($http);
 
 my $mark = Mtls::log_mark($t);
 $t->run();
@@ -363,8 +368,7 @@ http {
 }
 EOF
 		'nginx-conf/crl-from-url.conf');
-	kill('TERM', $http2);
-	waitpid($http2, 0);
+	stop_server($http2);
 }
 
 my $master = Mtls::master_pid($t);
@@ -382,6 +386,13 @@ unlike(Mtls::slurp("$d/error.log"), qr/\[(alert|crit|emerg)\]/, 'no alerts');
 # $dir/mode says.  Each request is logged to $dir/requests.log as
 # "PATH inm=VALUE".
 
+sub stop_server {
+	my ($pid) = @_;
+	kill('TERM', $pid);
+	waitpid($pid, 0);
+	delete $servers{$pid};
+}
+
 sub http_server {
 	my ($port, $dir) = @_;
 
@@ -391,6 +402,7 @@ sub http_server {
 	my $pid = fork() // die "fork: $!\n";
 	if ($pid) {
 		close($server);
+		$servers{$pid} = 1;
 		return $pid;
 	}
 

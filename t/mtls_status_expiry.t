@@ -14,7 +14,6 @@ use Test::More;
 
 BEGIN { use FindBin; chdir($FindBin::Bin); }
 
-use lib 'lib';
 use Test::Nginx;
 use Mtls;
 
@@ -43,8 +42,6 @@ events {
 
 http {
     %%TEST_GLOBALS_HTTP%%
-
-    root %%TESTDIR%%;
 
     server {
         listen       127.0.0.1:%%PORT_8443%% ssl http2;
@@ -176,7 +173,7 @@ is($m{'mtls_client_cert_not_after_timestamp_seconds'
 
 # a reload starts afresh
 
-$t->reload();
+Mtls::reload($t);
 Mtls::wait_for(sub { Mtls::workers($t) == 2 });
 is(Mtls::mtls_status($status_port)->{client_certs}{connections}, 0,
 	'reload: nothing seen');

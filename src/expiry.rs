@@ -111,21 +111,7 @@ impl Zone {
         let workers = workers.max(1);
         let len =
             core::mem::size_of::<Header>() + workers * SOONEST * core::mem::size_of::<Entry>();
-        // SAFETY: a fresh anonymous mapping, zero-filled by the kernel,
-        // which is a valid initial state for every atomic in it.
-        let ptr = unsafe {
-            libc::mmap(
-                core::ptr::null_mut(),
-                len,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_SHARED | libc::MAP_ANONYMOUS,
-                -1,
-                0,
-            )
-        };
-        if ptr == libc::MAP_FAILED {
-            return Err(io::Error::last_os_error());
-        }
+        let ptr = crate::state::map_shared_zeroed(len)?;
         Ok(Zone {
             header: ptr.cast(),
             len,

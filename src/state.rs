@@ -192,24 +192,32 @@ unsafe impl Send for Shared {}
 // SAFETY: as above.
 unsafe impl Sync for Shared {}
 
+/// A fresh anonymous mapping of `len` bytes, shared with the processes
+/// forked after it (workers, the loader), and zero-filled by the kernel:
+/// a valid initial state for every atomic its users keep in it.
+pub(crate) fn map_shared_zeroed(len: usize) -> io::Result<*mut libc::c_void> {
+    // SAFETY: with a null hint and no file, mmap only makes a new mapping,
+    // touching no memory of ours; its result is checked before use.
+    let ptr = unsafe {
+        libc::mmap(
+            core::ptr::null_mut(),
+            len,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_SHARED | libc::MAP_ANONYMOUS,
+            -1,
+            0,
+        )
+    };
+    if ptr == libc::MAP_FAILED {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(ptr)
+}
+
 impl Shared {
     pub fn new(sources: usize) -> io::Result<Shared> {
         let len = core::mem::size_of::<Control>() + sources * core::mem::size_of::<Slot>();
-        // SAFETY: a fresh anonymous mapping; zero-filled by the kernel, which
-        // is a valid initial state for every atomic in it.
-        let ptr = unsafe {
-            libc::mmap(
-                core::ptr::null_mut(),
-                len,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_SHARED | libc::MAP_ANONYMOUS,
-                -1,
-                0,
-            )
-        };
-        if ptr == libc::MAP_FAILED {
-            return Err(io::Error::last_os_error());
-        }
+        let ptr = map_shared_zeroed(len)?;
         let mut random = [0u8; 8];
         openssl::rand::rand_bytes(&mut random).map_err(io::Error::other)?;
         Ok(Shared {

@@ -191,21 +191,8 @@ impl Cache {
         let len = size_of::<Header>()
             + QUEUE_SLOTS * size_of::<RawSlot>()
             + entries * size_of::<RawEntry>();
-        // SAFETY: a fresh anonymous mapping, zero-filled by the kernel:
-        // a valid initial state for every atomic in it, and free slots.
-        let ptr = unsafe {
-            libc::mmap(
-                core::ptr::null_mut(),
-                len,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_SHARED | libc::MAP_ANONYMOUS,
-                -1,
-                0,
-            )
-        };
-        if ptr == libc::MAP_FAILED {
-            return Err(io::Error::last_os_error());
-        }
+        // Zero-filled, so every queue slot and entry starts free.
+        let ptr = crate::state::map_shared_zeroed(len)?;
         Ok(Cache {
             base: ptr.cast(),
             len,

@@ -5,7 +5,6 @@
 //! printable ASCII: control characters and non-ASCII bytes are escaped.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use ngx::ffi::*;
 use ngx::http::Request;
@@ -185,12 +184,11 @@ fn certificate_value(id: &Identity, var: Var) -> String {
             .spiffe_id()
             .map(|sid| sid.map(|s| s.as_str().to_owned()).unwrap_or_default()),
         Var::NotAfter => id.not_after().map(crate::identity::rfc3339),
-        Var::ExpiresIn => id.not_after().map(|not_after| {
-            let now = SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map_or(0, |d| d.as_secs() as i64);
-            (not_after - now).to_string()
-        }),
+        // nginx's cached time, as the access handler's: no clock read per
+        // request.
+        Var::ExpiresIn => id
+            .not_after()
+            .map(|not_after| (not_after - ngx_time() as i64).to_string()),
         Var::Decision | Var::Reason | Var::ClientCert | Var::ClientCertChain | Var::X5tS256 => {
             Ok(String::new())
         }

@@ -46,6 +46,11 @@ pub fn x5t_s256(fingerprint: &[u8; 32]) -> String {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct HeaderNames {
     patterns: Vec<Pattern>,
+    /// The patterns' first bytes (lower case, ASCII), one bit each: most
+    /// of a request's headers are told apart by their first byte alone,
+    /// which the precontent handler tests for every header of every
+    /// request (see bench/NOTES.md, change 17).
+    firsts: u128,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -119,6 +124,8 @@ impl HeaderNames {
             });
         }
         if !self.patterns.contains(&pattern) {
+            // Not empty, and tchars are ASCII.
+            self.firsts |= 1 << pattern.name[0];
             self.patterns.push(pattern);
         }
         Ok(())
@@ -126,7 +133,12 @@ impl HeaderNames {
 
     /// Whether a header of this name is removed.
     pub fn matches(&self, name: &[u8]) -> bool {
-        self.patterns.iter().any(|p| p.matches(name))
+        match name.first() {
+            Some(&b) if b < 128 && self.firsts & (1 << b.to_ascii_lowercase()) != 0 => {
+                self.patterns.iter().any(|p| p.matches(name))
+            }
+            _ => false,
+        }
     }
 }
 
@@ -208,9 +220,18 @@ mod tests {
             b"X-Client",
             b"X-Clients",
             b"Client-Cert ",
+            b"Cookie",
+            b"X-Forwarded-For",
+            b"",
+            b"\xc3lient-Cert",
         ] {
             assert!(!n.matches(no), "{}", String::from_utf8_lossy(no));
         }
+        // The first-byte filter: a name of any first byte is found.
+        let mut d = HeaderNames::none();
+        d.add("1-Id", &known).unwrap();
+        d.add("~Id*", &known).unwrap();
+        assert!(d.matches(b"1-id") && d.matches(b"~ID-2") && !d.matches(b"2-id"));
         let err = |name| HeaderNames::none().add(name, &known).unwrap_err();
         assert_eq!(err("*"), NameError::Wildcard);
         assert_eq!(err("X-*-CN"), NameError::Wildcard);

@@ -111,7 +111,7 @@ sub stop {
 sub requests {
 	my ($self) = @_;
 	my $log = -e $self->log_file() ? Mtls::slurp($self->log_file()) : '';
-	my @n = $log =~ /Received request/g;
+	my @n = $log =~ /received request/gi;
 	return scalar @n;
 }
 

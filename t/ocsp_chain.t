@@ -32,7 +32,7 @@ select STDERR; $| = 1;
 select STDOUT; $| = 1;
 
 my $t = Test::Nginx->new()->has(qw/http http_ssl/)
-	->has_daemon('openssl')->plan(33);
+	->has_daemon('openssl')->plan(36);
 
 my $d = $t->testdir();
 
@@ -91,6 +91,15 @@ http {
         location /pinned {
             mtls_ocsp_responder http://127.0.0.1:%%PORT_8092%%/;
             try_files /ok =404;
+        }
+    }
+
+    server {
+        listen       127.0.0.1:%%PORT_8080%%;
+        server_name  localhost;
+
+        location /status {
+            mtls_status;
         }
     }
 }
@@ -200,9 +209,27 @@ sub get {
 	return Mtls::outcome(Mtls::https_get(port(8443), $uri, "$d/$cert"));
 }
 
-# both levels asked, both good
+# "misses HITS" of the status page since the last call
 
+my $counted = [ 0, 0 ];
+
+sub counted {
+	my $ocsp = (Mtls::mtls_status(port(8080)) // {})->{ocsp} // {};
+	my $now = [ $ocsp->{misses} // 0, $ocsp->{hits} // 0 ];
+	my $delta = "misses @{[ $now->[0] - $counted->[0] ]}"
+		. " hits @{[ $now->[1] - $counted->[1] ]}";
+	$counted = $now;
+	return $delta;
+}
+
+# both levels asked, both good; a request is one miss (it waited for both
+# answers) or one hit (it found both)
+
+counted();
 is(get('/', 'alice'), '200 allow', 'good: leaf and intermediate');
+is(counted(), 'misses 1 hits 0', 'status: waited for both answers, one miss');
+is(get('/', 'alice'), '200 allow', 'good: cached');
+is(counted(), 'misses 0 hits 1', 'status: both answers cached, one hit');
 cmp_ok($responder{root}->requests(), '>=', 1,
 	'good: the root\'s responder asked about the intermediate');
 cmp_ok($responder{int}->requests(), '>=', 1,

@@ -113,32 +113,47 @@ pub fn check(r: &Request, mcf: &MainConf, lcf: &LocConf, id: &Identity, now: i64
     let mut until = i64::MAX;
     let mut wait = false;
     let mut failure: Option<String> = None;
+    // One hit for a request decided from cached answers alone, however
+    // many certificates it checks; a request that waits is a miss (counted
+    // when it starts to wait), also on the run that resumes it.
+    let resumed = WAITING.with(|w| w.borrow().contains_key(&rp));
+    let mut cached = true;
+    let hit = |cached: bool| {
+        if cached && !resumed {
+            cache.count(Counter::Hit);
+        }
+    };
     for item in items.0.iter().take(count) {
         let item = match item {
             Ok(item) => item,
             Err(e) => {
+                cached = false;
                 failure.get_or_insert_with(|| e.clone());
                 continue;
             }
         };
         match cache.lookup(&item.key, now) {
-            Some(e) if e.expires > now => {
-                cache.count(Counter::Hit);
-                match e.state {
-                    State::Good => {
-                        until = until.min(e.expires).min(e.fetched + settings.refresh);
-                    }
-                    State::Revoked => return finish(rp, Step::Deny(Reason::Revoked)),
-                    State::Unknown => return finish(rp, Step::Deny(Reason::OcspUnknown)),
-                    State::Failed => {
-                        until = until.min(e.expires);
-                        failure.get_or_insert_with(|| {
-                            "the last look-up failed (see the error log)".to_owned()
-                        });
-                    }
+            Some(e) if e.expires > now => match e.state {
+                State::Good => {
+                    until = until.min(e.expires).min(e.fetched + settings.refresh);
                 }
-            }
+                State::Revoked => {
+                    hit(cached);
+                    return finish(rp, Step::Deny(Reason::Revoked));
+                }
+                State::Unknown => {
+                    hit(cached);
+                    return finish(rp, Step::Deny(Reason::OcspUnknown));
+                }
+                State::Failed => {
+                    until = until.min(e.expires);
+                    failure.get_or_insert_with(|| {
+                        "the last look-up failed (see the error log)".to_owned()
+                    });
+                }
+            },
             _ => {
+                cached = false;
                 // Read only on a miss: most connections never need it.
                 let url = match &lcf.ocsp.responder {
                     Some(url) => Some(url.to_string()),
@@ -184,6 +199,7 @@ pub fn check(r: &Request, mcf: &MainConf, lcf: &LocConf, id: &Identity, now: i64
     if wait {
         return Step::Wait;
     }
+    hit(cached);
     let Some(failure) = failure else {
         return finish(rp, Step::Pass(until));
     };

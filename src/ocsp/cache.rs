@@ -62,9 +62,10 @@ pub struct Entry {
 /// Counters of the status page, summed over all workers and the loader.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Counter {
-    /// A request found a current answer.
+    /// A request decided from current answers alone (one per request,
+    /// however many certificates it checks).
     Hit,
-    /// A request found none and waited for the loader.
+    /// A request that found none and waited for the loader.
     Miss,
     /// The loader's attempts that failed: no answer, or one that did not
     /// verify.

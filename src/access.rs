@@ -19,6 +19,7 @@ use crate::status::{counter_index, ALLOWED};
 use crate::tls::{client_cert, ClientCert};
 use crate::Module;
 
+mod cdp;
 mod ocsp;
 mod revocation;
 
@@ -341,8 +342,8 @@ fn log_denial(r: &Request, denial: Denial, level: ngx_uint_t) {
 
 /// `, by "FILE"` where a revocation source decided.
 fn source_note(r: &Request, source: Option<usize>) -> String {
-    let path = source.and_then(|i| Some(&Module::main_conf(r)?.sources.get(i)?.path));
-    path.map_or_else(String::new, |p| format!(", by \"{}\"", p.display()))
+    let label = source.and_then(|i| Module::main_conf(r)?.source_label(i));
+    label.map_or_else(String::new, |l| format!(", by \"{l}\""))
 }
 
 /// The index of the access handler in nginx's phase engine: a request

@@ -20,12 +20,14 @@ use crate::revocation::Kind;
 use crate::state::Shared;
 use crate::Module;
 
+mod cdp;
 mod ocsp;
 mod revocation;
 mod rules;
 mod servers;
 mod url;
 
+pub use cdp::{CdpMain, CDP_OFF, CDP_OPTIONAL};
 pub use ocsp::{publish as publish_ocsp, OcspMain, OCSP_CHAIN};
 pub use revocation::{begin, init_revocation, publish};
 pub use servers::check_servers;
@@ -46,6 +48,8 @@ pub struct LocConf {
     pub crl_chain: ngx_flag_t,
     /// `mtls_crl_grace`, seconds.
     pub crl_grace: time_t,
+    /// `mtls_crl_cdp`: off, on or optional.
+    pub crl_cdp: ngx_uint_t,
     pub policy: Policy,
     /// `mtls_clear_request_headers`: `None` until set here or inherited,
     /// then the default names.
@@ -63,6 +67,7 @@ impl Default for LocConf {
             deny_status: NGX_CONF_UNSET_UINT,
             crl_chain: NGX_CONF_UNSET as ngx_flag_t,
             crl_grace: NGX_CONF_UNSET as time_t,
+            crl_cdp: NGX_CONF_UNSET_UINT,
             policy: Policy::default(),
             clear_headers: None,
             ocsp: ocsp::OcspConf::default(),
@@ -107,9 +112,20 @@ impl Merge for LocConf {
                 prev.crl_grace
             };
         }
+        if self.crl_cdp == NGX_CONF_UNSET_UINT {
+            self.crl_cdp = if prev.crl_cdp == NGX_CONF_UNSET_UINT {
+                CDP_OFF
+            } else {
+                prev.crl_cdp
+            };
+        }
         crate::forward::clear::merge(self, prev);
         self.ocsp.merge(&prev.ocsp);
         self.policy.inherit(&prev.policy);
+        // Discovery checks CRLs, also where no `mtls_crl` names one.
+        if self.crl_cdp != CDP_OFF && self.policy.crls.is_none() {
+            self.policy.crls = Some(Arc::from([]));
+        }
         note_grace(&self.policy, self.crl_grace);
         Ok(())
     }
@@ -140,6 +156,8 @@ pub struct MainConf {
     pub expiry: Option<Arc<crate::expiry::Zone>>,
     /// `mtls_ocsp_cache`, and the cache.
     pub ocsp: OcspMain,
+    /// `mtls_crl_cdp_*` and the registry of discovered URLs.
+    pub cdp: CdpMain,
 }
 
 impl Default for MainConf {
@@ -156,6 +174,7 @@ impl Default for MainConf {
             fetched: Vec::new(),
             expiry: None,
             ocsp: OcspMain::default(),
+            cdp: CdpMain::default(),
         }
     }
 }
@@ -196,7 +215,7 @@ macro_rules! rule_command {
 const MAIN_SRV: u32 = NGX_HTTP_MAIN_CONF | NGX_HTTP_SRV_CONF;
 const ANY_LEVEL: u32 = NGX_HTTP_MAIN_CONF | NGX_HTTP_SRV_CONF | NGX_HTTP_LOC_CONF;
 
-pub static mut NGX_HTTP_MTLS_COMMANDS: [ngx_command_t; 23] = [
+pub static mut NGX_HTTP_MTLS_COMMANDS: [ngx_command_t; 26] = [
     ngx_command_t {
         name: ngx_string!("mtls"),
         type_: (NGX_HTTP_MAIN_CONF | NGX_HTTP_SRV_CONF | NGX_HTTP_LOC_CONF | NGX_CONF_FLAG)
@@ -291,6 +310,9 @@ pub static mut NGX_HTTP_MTLS_COMMANDS: [ngx_command_t; 23] = [
     ocsp::OCSP_COMMANDS[2],
     ocsp::OCSP_COMMANDS[3],
     ocsp::OCSP_COMMANDS[4],
+    cdp::CDP_COMMANDS[0],
+    cdp::CDP_COMMANDS[1],
+    cdp::CDP_COMMANDS[2],
     ngx_command_t::empty(),
 ];
 
@@ -358,6 +380,10 @@ pub enum ConfError {
     Source(#[from] crate::loader::LoadError),
     #[error("mtls: cannot create shared memory: {0}")]
     SharedMemory(std::io::Error),
+    #[error(
+        "\"mtls_crl_cdp\" is on in {at}, but no \"mtls_crl_cdp_allow\" prefix is set: a certificate could make nginx fetch any URL"
+    )]
+    CdpWithoutPrefix { at: String },
     #[error("mtls: cannot create the OCSP cache: {0}")]
     OcspCache(std::io::Error),
     #[error("mtls: cannot publish \"{path}\" in /dev/shm: {source}")]

@@ -5,6 +5,7 @@
 //! publishes tables through [`Shared`] and sends log lines for worker 0's
 //! event loop to write.
 
+pub mod cdp;
 pub mod http;
 pub mod ocsp;
 pub mod process;

@@ -25,6 +25,7 @@ use std::path::PathBuf;
 use crate::loader::Loaded;
 use crate::revocation::Table;
 
+pub mod cdp;
 pub mod fetch;
 
 pub use fetch::FetchStatus;

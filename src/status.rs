@@ -15,6 +15,7 @@ use crate::policy::Reason;
 use crate::state::fetch::FetchView;
 use crate::Module;
 
+mod cdp;
 pub mod expiry;
 mod ocsp;
 
@@ -89,9 +90,9 @@ struct SourceStatus {
 }
 
 fn sources(mcf: &MainConf) -> Vec<SourceStatus> {
-    mcf.sources
-        .iter()
-        .enumerate()
+    let configured = mcf.sources.iter().cloned().enumerate();
+    configured
+        .chain(cdp::sources(mcf))
         .map(|(i, source)| {
             let slot = mcf.shared.as_ref().map(|s| s.slot(i));
             SourceStatus {
@@ -102,7 +103,11 @@ fn sources(mcf: &MainConf) -> Vec<SourceStatus> {
                     )
                 }),
                 path: source.path.display().to_string(),
-                kind: source.kind_name(),
+                kind: if i < mcf.sources.len() {
+                    source.kind_name()
+                } else {
+                    "crl_cdp"
+                },
                 optional: source.optional,
                 generation: slot.map_or(0, |s| s.generation()),
                 entries: slot.map_or(0, |s| s.entries()),
@@ -229,8 +234,9 @@ fn json(mcf: &MainConf) -> String {
     let (allowed, denied) = counts(mcf);
     let _ = write!(
         out,
-        "],{},\"requests\":{{\"allowed\":{allowed},\"denied\":{{",
-        ocsp::json(mcf)
+        "],{},{},\"requests\":{{\"allowed\":{allowed},\"denied\":{{",
+        ocsp::json(mcf),
+        cdp::json(mcf)
     );
     for (n, (reason, count)) in denied.iter().enumerate() {
         let sep = if n > 0 { "," } else { "" };
@@ -271,6 +277,7 @@ fn prometheus_text(mcf: &MainConf) -> String {
         );
     }
     ocsp::prometheus(mcf, &mut out);
+    cdp::prometheus(mcf, &mut out);
     let sources = sources(mcf);
     let gauges: [Gauge; 5] = [
         ("mtls_source_entries", "Entries in force.", |s| {

@@ -106,16 +106,25 @@ impl Chain {
     }
 
     /// The link of `leaf`, this chain's leaf certificate, kept for the
-    /// connection's requests; `None` where it cannot be read.
-    pub fn leaf(&self, leaf: &X509Ref) -> Option<&Link> {
-        self.leaf.get_or_init(|| Link::of(leaf, false)).as_ref()
+    /// connection's requests; `None` where it cannot be read. With `cdp`
+    /// (fixed for the worker's configuration), its CRL Distribution Points
+    /// are read too.
+    pub fn leaf(&self, leaf: &X509Ref, cdp: bool) -> Option<&Link> {
+        self.leaf
+            .get_or_init(|| Link::of(leaf, false, cdp))
+            .as_ref()
     }
 
     /// The links of the CA certificates of the verified chain, from the
     /// leaf's issuer up; or where OpenSSL kept no chain, or a CA of it
     /// cannot be read, the ones `rebuild` makes from the leaf's link. Made
     /// once for the connection's requests.
-    pub fn ca_links(&self, leaf: &Link, rebuild: impl FnOnce(&Link) -> Vec<Link>) -> &[Link] {
+    pub fn ca_links(
+        &self,
+        leaf: &Link,
+        cdp: bool,
+        rebuild: impl FnOnce(&Link) -> Vec<Link>,
+    ) -> &[Link] {
         // Between the leaf and the root, which verifies itself.
         let cas = self
             .above
@@ -126,7 +135,7 @@ impl Chain {
         }
         self.ca_links.get_or_init(|| {
             let cas: Option<Vec<Link>> =
-                cas.and_then(|cas| cas.iter().map(|ca| Link::of(ca, true)).collect());
+                cas.and_then(|cas| cas.iter().map(|ca| Link::of(ca, true, cdp)).collect());
             cas.unwrap_or_else(|| rebuild(leaf))
         })
     }

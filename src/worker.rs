@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use ngx::ffi::*;
 
 use crate::conf::MainConf;
+use crate::loader::cdp::Discovery;
 use crate::loader::ocsp::Service as OcspService;
 use crate::loader::process::{self, Child, Message, Stopped};
 use crate::loader::Loader;
@@ -26,6 +27,8 @@ struct Running {
     loader: Loader,
     /// The loader's OCSP side, where OCSP is on.
     ocsp: Option<OcspService>,
+    /// The loader's CRL discovery, where `mtls_crl_cdp` is on.
+    cdp: Option<Discovery>,
     /// None while no loader could be started.
     child: Option<Child>,
     /// When the last loader was started (or failed to).
@@ -81,8 +84,14 @@ pub unsafe fn start(cycle: *mut ngx_cycle_t, mcf: &MainConf) {
         refresh: mcf.ocsp.settings.refresh,
         errors: mcf.ocsp.settings.errors,
     });
+    let cdp = mcf.cdp.registry.as_ref().map(|registry| Discovery {
+        registry: std::sync::Arc::clone(registry),
+        allowed: mcf.cdp.allowed.clone(),
+        base: mcf.cdp.base,
+        cache_dir: mcf.cache_dir.clone().unwrap_or_default(),
+    });
     let log = (*cycle).log;
-    let child = match spawn(&loader, ocsp.as_ref()) {
+    let child = match spawn(&loader, ocsp.as_ref(), cdp.as_ref()) {
         Ok(child) => Some(child),
         Err(e) => {
             ngx::ngx_log_error!(
@@ -108,6 +117,7 @@ pub unsafe fn start(cycle: *mut ngx_cycle_t, mcf: &MainConf) {
         *running = Some(Running {
             loader,
             ocsp,
+            cdp,
             child,
             started_at: Instant::now(),
             warned_at: None,
@@ -120,7 +130,11 @@ pub unsafe fn start(cycle: *mut ngx_cycle_t, mcf: &MainConf) {
 /// init_process as on its event loop.
 /// The loader process may run threads (its OCSP look-ups): it is not
 /// one of nginx's processes, whose allocator must stay single-threaded.
-fn spawn(loader: &Loader, ocsp: Option<&OcspService>) -> std::io::Result<Child> {
+fn spawn(
+    loader: &Loader,
+    ocsp: Option<&OcspService>,
+    cdp: Option<&Discovery>,
+) -> std::io::Result<Child> {
     process::spawn(|link| {
         // SAFETY: nginx's own call for its helper processes: it rewrites
         // this process's copy of argv, and only reads the title.
@@ -128,6 +142,9 @@ fn spawn(loader: &Loader, ocsp: Option<&OcspService>) -> std::io::Result<Child> 
         std::thread::scope(|s| {
             if let Some(ocsp) = ocsp {
                 s.spawn(|| ocsp.run(&link));
+            }
+            if let Some(cdp) = cdp {
+                s.spawn(|| cdp.run(loader, &link));
             }
             loader.run(&link);
         });
@@ -222,7 +239,7 @@ extern "C" fn on_timer(ev: *mut ngx_event_t) {
         }
         if r.child.is_none() && !exiting && r.started_at.elapsed() >= RESPAWN_EVERY {
             r.started_at = Instant::now();
-            match spawn(&r.loader, r.ocsp.as_ref()) {
+            match spawn(&r.loader, r.ocsp.as_ref(), r.cdp.as_ref()) {
                 Ok(child) => r.child = Some(child),
                 Err(e) => {
                     ngx::ngx_log_error!(

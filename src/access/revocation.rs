@@ -5,12 +5,14 @@ use ngx::ffi::ngx_log_t;
 use ngx::log::DebugMask;
 use ngx::ngx_log_debug;
 
-use crate::conf::{LocConf, MainConf};
+use crate::conf::{LocConf, MainConf, CDP_OFF, CDP_OPTIONAL};
 use crate::identity::Identity;
 use crate::policy::Reason;
 use crate::revocation::{rebuild_chain, Key, Scope};
 use crate::state::Shared;
 use crate::tls::Chain;
+
+use super::cdp;
 
 /// A revocation step that failed, and the source that decided it.
 #[derive(Clone, Copy)]
@@ -54,7 +56,10 @@ pub fn check(
         reason: Reason::BadCert,
         source: None,
     };
-    let leaf = chain.leaf(id.cert()).ok_or(unreadable)?;
+    // Distribution points are read wherever the configuration discovers
+    // CRLs, so that the links made once per connection hold them.
+    let read_cdp = mcf.cdp.used.is_some();
+    let leaf = chain.leaf(id.cert(), read_cdp).ok_or(unreadable)?;
     // The serial's key in deny lists: one hash, made for each decision
     // that looks at a deny list of serials.
     let mut serial_key = None;
@@ -64,8 +69,8 @@ pub fn check(
             mask: DebugMask::Http,
             log,
             "mtls: {} \"{}\", generation {}{}: {what}",
-            mcf.sources[i].kind.directive(),
-            mcf.sources[i].path.display(),
+            mcf.sources.get(i).map_or("mtls_crl_cdp", |s| s.kind.directive()),
+            mcf.source_label(i).unwrap_or_default(),
             shared.slot(i).generation(),
             if shared.maps_current(i) { "" } else { " (this worker maps an older one)" }
         );
@@ -104,13 +109,39 @@ pub fn check(
         return Ok(reusable_until(shared, deny_lists.iter(), until));
     };
     let cas = if lcf.crl_chain != 0 {
-        chain.ca_links(leaf, |leaf| rebuild_chain(leaf, &mcf.cas))
+        chain.ca_links(leaf, read_cdp, |leaf| {
+            rebuild_chain(leaf, &mcf.cas, read_cdp)
+        })
     } else {
         &[]
     };
-    for link in std::iter::once(leaf).chain(cas) {
+    // The discovered sources of each link's own distribution points, looked
+    // up (and the unknown ones asked for) for the whole chain at once, so
+    // that the loader fetches them all while this request is denied.
+    let discovered: Vec<Vec<usize>> = if lcf.crl_cdp != CDP_OFF {
+        std::iter::once(leaf)
+            .chain(cas)
+            .map(|link| {
+                link.cdp
+                    .iter()
+                    .filter_map(|url| cdp::source(mcf, url, log))
+                    .collect()
+            })
+            .collect()
+    } else {
+        Vec::new()
+    };
+    // Discovered sources looked at beyond the links' own.
+    let mut others: Vec<usize> = Vec::new();
+    for (n, link) in std::iter::once(leaf).chain(cas).enumerate() {
         let mut covered = None;
-        for &i in crls {
+        let role = if link.is_ca {
+            "a CA of the chain"
+        } else {
+            "the leaf"
+        };
+        let serial = &link.serial;
+        let mut visit = |i: usize| -> Result<bool, Failure> {
             let verdict = shared.with_table(i, |table| {
                 let info = table.as_ref()?.issuer(&link.issuer_key)?;
                 let applies = match info.scope {
@@ -130,12 +161,6 @@ pub fn check(
                     Ok(fresh_until)
                 })
             });
-            let role = if link.is_ca {
-                "a CA of the chain"
-            } else {
-                "the leaf"
-            };
-            let serial = &link.serial;
             match &verdict {
                 None => consulted(
                     i,
@@ -151,22 +176,52 @@ pub fn check(
                 ),
             }
             match verdict {
-                Some(Err(failure)) => return Err(failure),
+                Some(Err(failure)) => Err(failure),
                 Some(Ok(fresh_until)) => {
-                    covered = Some(i);
                     until = until.min(fresh_until);
+                    Ok(true)
                 }
-                None => {}
+                None => Ok(false),
+            }
+        };
+        // The configured CRLs first, then those of the link's own
+        // distribution points; where none of them is its issuer's, any
+        // other discovered CRL that is (one named by another certificate
+        // of the same issuer).
+        let cdp_slots = discovered.get(n).map_or(&[][..], Vec::as_slice);
+        for &i in crls.iter().chain(cdp_slots) {
+            if visit(i)? {
+                covered = Some(i);
+            }
+        }
+        if covered.is_none() && lcf.crl_cdp != CDP_OFF {
+            for i in cdp::all_sources(mcf).filter(|i| !cdp_slots.contains(i)) {
+                others.push(i);
+                if visit(i)? {
+                    covered = Some(i);
+                }
             }
         }
         if covered.is_none() {
+            if lcf.crl_cdp == CDP_OPTIONAL {
+                cdp::passed_without_crl(link, cdp_slots, log);
+                continue;
+            }
             return Err(Failure {
                 reason: Reason::CrlMissing,
-                source: crls.first().copied(),
+                source: cdp_slots.first().or(crls.first()).copied(),
             });
         }
     }
-    Ok(reusable_until(shared, deny_lists.iter().chain(crls), until))
+    Ok(reusable_until(
+        shared,
+        deny_lists
+            .iter()
+            .chain(crls)
+            .chain(discovered.iter().flatten())
+            .chain(&others),
+        until,
+    ))
 }
 
 /// `until`, where every table looked at was the current one; otherwise a

@@ -50,6 +50,17 @@ pub fn begin() {
 }
 
 impl MainConf {
+    /// What log lines call source `i`: the file (for a URL source, the
+    /// copy kept of it), or the URL of a discovered one.
+    pub fn source_label(&self, i: usize) -> Option<String> {
+        if let Some(source) = self.sources.get(i) {
+            return Some(source.path.display().to_string());
+        }
+        let registry = self.cdp.registry.as_ref()?;
+        let j = i.checked_sub(self.cdp.base)?;
+        (j < registry.len()).then(|| registry.url(j))
+    }
+
     /// The index of a source, registered once however many levels use it.
     /// A URL source is known by its URL; its `path`, the copy kept, is
     /// set once `mtls_cache_dir` is known.
@@ -165,7 +176,7 @@ pub unsafe fn init_revocation(cf: *mut ngx_conf_t) -> Result<(), ConfError> {
     // `nginx -s stop|quit|reopen|reload` parses the configuration only to
     // find the master: a broken revocation file must not keep the operator
     // from signalling it (on reload the master reads the files itself).
-    if (mcf.sources.is_empty() && !mcf.ocsp.used)
+    if (mcf.sources.is_empty() && !mcf.ocsp.used && mcf.cdp.used.is_none())
         || ngx_process == NGX_PROCESS_SIGNALLER as ngx_uint_t
     {
         return Ok(());
@@ -269,7 +280,7 @@ pub unsafe fn init_revocation(cf: *mut ngx_conf_t) -> Result<(), ConfError> {
         }
     }
     mcf.pending = tables;
-    Ok(())
+    super::cdp::init(mcf, &cache_dir)
 }
 
 /// The configuration that `nginx -s reload` replaces, if this module was
@@ -306,10 +317,12 @@ unsafe fn running_conf(cf: *mut ngx_conf_t) -> Option<&'static MainConf> {
 /// cycle.
 pub unsafe fn publish(cycle: *mut ngx_cycle_t, mcf: &mut MainConf) -> Result<(), ConfError> {
     let tables = std::mem::take(&mut mcf.pending);
-    if ngx_test_config != 0 || (mcf.sources.is_empty() && !mcf.ocsp.used) {
+    if ngx_test_config != 0 || (mcf.sources.is_empty() && !mcf.ocsp.used && mcf.cdp.used.is_none())
+    {
         return Ok(());
     }
-    let shared = Shared::new(mcf.sources.len()).map_err(ConfError::SharedMemory)?;
+    let shared =
+        Shared::new(mcf.sources.len() + mcf.cdp.slots()).map_err(ConfError::SharedMemory)?;
     let now = crate::loader::now();
     for (i, loaded) in tables.iter().enumerate() {
         let Some(loaded) = loaded else {
@@ -323,6 +336,10 @@ pub unsafe fn publish(cycle: *mut ngx_cycle_t, mcf: &mut MainConf) -> Result<(),
                 source,
             });
         }
+    }
+    if let Err(e) = super::cdp::publish(mcf, &shared, now) {
+        shared.remove_files();
+        return Err(e);
     }
     mcf.shared = Some(Arc::new(shared));
     keep_fetched(cycle, mcf);
@@ -341,7 +358,7 @@ unsafe fn keep_fetched(cycle: *mut ngx_cycle_t, mcf: &mut MainConf) {
     let (Some(dir), Some(shared)) = (&mcf.cache_dir, &mcf.shared) else {
         return;
     };
-    if !mcf.sources.iter().any(|s| s.url.is_some()) {
+    if !mcf.sources.iter().any(|s| s.url.is_some()) && mcf.cdp.used.is_none() {
         return;
     }
     let log = (*cycle).log;

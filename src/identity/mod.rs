@@ -10,6 +10,7 @@
 //! (issuer and serial) from the certificate itself: see
 //! [`crate::tls::Link`].
 
+pub mod cdp;
 pub mod der;
 pub mod dn;
 pub mod fingerprint;

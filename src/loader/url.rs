@@ -131,7 +131,7 @@ pub fn keep(copy: &Path, url: &str, kept: &Kept) -> std::io::Result<()> {
     write_atomic(&meta_path(copy), meta.as_bytes())
 }
 
-fn write_atomic(path: &Path, data: &[u8]) -> std::io::Result<()> {
+pub(crate) fn write_atomic(path: &Path, data: &[u8]) -> std::io::Result<()> {
     let mut name = path.as_os_str().to_owned();
     name.push(format!(".{}.tmp", std::process::id()));
     let tmp = PathBuf::from(name);

@@ -3,6 +3,7 @@
 
 use openssl::x509::{X509Ref, X509};
 
+use super::cdp::CdpUrl;
 use super::{issuer_key, IssuerKey, Key};
 use crate::identity::serial::Serial;
 use crate::identity::x509;
@@ -15,6 +16,9 @@ pub struct Link {
     pub is_ca: bool,
     /// Its key in CRL tables.
     pub crl_key: Key,
+    /// Its CRL Distribution Points, read only where the configuration
+    /// discovers CRLs from them.
+    pub cdp: Box<[CdpUrl]>,
 }
 
 impl Link {
@@ -23,7 +27,8 @@ impl Link {
     /// taken as the certificate encodes it, as a CRL's issuer and entries
     /// are, so that an issuer OpenSSL would encode otherwise, or a serial a
     /// CA encoded as negative, still finds its entry.
-    pub fn of(cert: &X509Ref, is_ca: bool) -> Option<Link> {
+    /// With `cdp`, also its CRL Distribution Points.
+    pub fn of(cert: &X509Ref, is_ca: bool, cdp: bool) -> Option<Link> {
         let issuer_key = issuer_key(x509::name_der(cert.issuer_name())?);
         let serial = x509::serial(cert)?;
         let crl_key = Key::crl(&issuer_key, serial.as_bytes());
@@ -32,6 +37,14 @@ impl Link {
             serial,
             is_ca,
             crl_key,
+            cdp: if cdp {
+                crate::identity::cdp::crl_urls(cert)
+                    .iter()
+                    .map(|u| CdpUrl::new(u))
+                    .collect()
+            } else {
+                Box::default()
+            },
         })
     }
 }
@@ -42,7 +55,7 @@ impl Link {
 /// chain there; its certificate then goes unchecked only if it is not
 /// among the CAs at all, which a verified chain rules out for
 /// `ssl_client_certificate` setups.
-pub fn rebuild_chain(leaf: &Link, cas: &[X509]) -> Vec<Link> {
+pub fn rebuild_chain(leaf: &Link, cas: &[X509], cdp: bool) -> Vec<Link> {
     let mut issuer = leaf.issuer_key;
     let mut links = Vec::new();
     while links.len() < 15 {
@@ -51,7 +64,7 @@ pub fn rebuild_chain(leaf: &Link, cas: &[X509]) -> Vec<Link> {
         }) else {
             break;
         };
-        let Some(link) = Link::of(ca, true) else {
+        let Some(link) = Link::of(ca, true, cdp) else {
             break;
         };
         if link.issuer_key == issuer {
@@ -85,7 +98,7 @@ mod tests {
         let valid = [&[0x02][..], &[0x8f, 0x02], &[0x7f; 19]];
         for (serials, want) in [(revoked, true), (valid, false)] {
             for serial in serials {
-                let link = Link::of(&ca.issue(serial), false).unwrap();
+                let link = Link::of(&ca.issue(serial), false, false).unwrap();
                 assert_eq!(link.issuer_key, issuer_key(&ca.name_der()));
                 assert!(table.issuer(&link.issuer_key).is_some());
                 let key = Key::crl(&link.issuer_key, link.serial.as_bytes());
@@ -103,18 +116,18 @@ mod tests {
         let root = TestCa::new("Root");
         let one = root.intermediate("One", 11);
         let two = one.intermediate("Two", 12);
-        let leaf = Link::of(&two.issue(&[5]), false).unwrap();
+        let leaf = Link::of(&two.issue(&[5]), false, false).unwrap();
         let all = [two.cert.clone(), root.cert.clone(), one.cert.clone()];
-        let links = rebuild_chain(&leaf, &all);
+        let links = rebuild_chain(&leaf, &all, false);
         let serials: Vec<_> = links.iter().map(|l| l.serial.as_bytes().to_vec()).collect();
         assert_eq!(serials, [[12], [11]]);
         assert!(links.iter().all(|l| l.is_ca));
         assert_eq!(links[0].issuer_key, issuer_key(&one.name_der()));
         assert_eq!(links[1].issuer_key, issuer_key(&root.name_der()));
         let without_one = [two.cert.clone(), root.cert.clone()];
-        assert_eq!(rebuild_chain(&leaf, &without_one).len(), 1);
-        assert!(rebuild_chain(&leaf, root.cas()).is_empty());
-        let by_root = Link::of(&root.issue(&[6]), false).unwrap();
-        assert!(rebuild_chain(&by_root, &all).is_empty());
+        assert_eq!(rebuild_chain(&leaf, &without_one, false).len(), 1);
+        assert!(rebuild_chain(&leaf, root.cas(), false).is_empty());
+        let by_root = Link::of(&root.issue(&[6]), false, false).unwrap();
+        assert!(rebuild_chain(&by_root, &all, false).is_empty());
     }
 }

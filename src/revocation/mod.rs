@@ -4,6 +4,7 @@
 //! checks a whole file and yields a table or an error, never a partial one.
 //! A certificate's keys in those tables are its `link`.
 
+pub mod cdp;
 pub mod crl;
 pub mod denylist;
 pub mod link;

@@ -75,6 +75,12 @@ impl TestCa {
 
     /// A client certificate with this serial (a magnitude), issued by this CA.
     pub fn issue(&self, serial: &[u8]) -> X509 {
+        self.issue_with_cdp(serial, &[])
+    }
+
+    /// A client certificate whose CRL Distribution Points extension names
+    /// `uris` (none: no extension), one distribution point each.
+    pub fn issue_with_cdp(&self, serial: &[u8], uris: &[&str]) -> X509 {
         let group = EcGroup::from_curve_name(Nid::X9_62_PRIME256V1).unwrap();
         let key = PKey::from_ec_key(EcKey::generate(&group).unwrap()).unwrap();
         let mut name = X509Name::builder().unwrap();
@@ -93,6 +99,19 @@ impl TestCa {
             .unwrap();
         cert.set_not_after(&Asn1Time::days_from_now(30).unwrap())
             .unwrap();
+        if !uris.is_empty() {
+            let value: Vec<String> = uris.iter().map(|u| format!("URI:{u}")).collect();
+            // The one way the openssl crate makes this extension from text.
+            #[allow(deprecated)]
+            let ext = openssl::x509::X509Extension::new_nid(
+                None,
+                None,
+                Nid::CRL_DISTRIBUTION_POINTS,
+                &value.join(","),
+            )
+            .unwrap();
+            cert.append_extension(ext).unwrap();
+        }
         cert.sign(&self.key, MessageDigest::sha256()).unwrap();
         cert.build()
     }

@@ -339,7 +339,8 @@ package Mtls::PKI;
 # and enddate (YYYYMMDDHHMMSSZ, via "openssl ca"), string_mask (req's
 # string_mask for the subject: utf8only (default), default, pkix, nombstr),
 # key (use the key of another certificate), ocsp (the responder URL in
-# authorityInfoAccess).
+# authorityInfoAccess), cdp (a URL, or a list of URLs, as CRL distribution
+# points).
 # If the issuer is itself issued by a CA of this PKI, "$dir/name.chain.crt"
 # holds the leaf followed by the intermediate certificates.
 
@@ -391,6 +392,9 @@ sub _ext_section {
 
 	push @ext, "subjectAltName = $o{san}" if defined $o{san};
 	push @ext, "authorityInfoAccess = OCSP;URI:$o{ocsp}" if defined $o{ocsp};
+	push @ext, 'crlDistributionPoints = '
+		. join(',', map { "URI:$_" } ref $o{cdp} ? @{$o{cdp}} : $o{cdp})
+		if defined $o{cdp};
 	push @ext, 'subjectKeyIdentifier = hash';
 	push @ext, 'authorityKeyIdentifier = keyid' unless $o{self_signed};
 

@@ -36,7 +36,7 @@ my $main = $$;
 END { kill('TERM', keys %servers) if $$ == $main }
 
 my $t = Test::Nginx->new()->has(qw/http http_ssl/)
-	->has_daemon('openssl')->plan(57);
+	->has_daemon('openssl')->plan(59);
 
 $t->write_file_expand('nginx.conf', <<'EOF');
 
@@ -360,6 +360,38 @@ like($check->('mtls_crl_cdp_max 0;'),
 	'max: 0');
 like($check->('mtls_crl_cdp_max 3; mtls_crl_cdp_max 4;'),
 	qr/\[emerg\].*"mtls_crl_cdp_max" directive is duplicate/, 'max: duplicate');
+
+like($check->('', 'location / { mtls_crl_cdp on; }'),
+	qr/\[emerg\].*"mtls_crl_cdp" directive is not allowed here/,
+	'not in a location');
+
+# the example configuration
+
+{
+	my $ex = Mtls::slurp('../nginx-conf/crl-cdp.conf');
+	mkdir("$d/ex");
+	mkdir("$d/ex/certs");
+	Mtls::spew("$d/ex/ca-chain.crt", Mtls::slurp("$d/cas.crt"));
+	Mtls::spew("$d/ex/certs/api.example.com.chain.crt",
+		Mtls::slurp("$d/localhost.crt"));
+	Mtls::spew("$d/ex/certs/api.example.com.key",
+		Mtls::slurp("$d/localhost.key"));
+	$ex =~ s/%%PKI%%/$d\/ex/g;
+	$ex =~ s/%%PORT%%/'127.0.0.1:' . port(8446)/ge;
+	$ex =~ s/%%PREFIX%%/$base\/crl\//g;
+	$ex =~ s{/var/cache/nginx/mtls}{$d/ex/cache};
+	$t->write_file('crl-cdp.conf', $ex);
+	like(nginx_t($t, <<'EOF', 'example.conf'), qr/test is successful/,
+%%TEST_GLOBALS%%
+events {
+}
+http {
+    %%TEST_GLOBALS_HTTP%%
+    include crl-cdp.conf;
+}
+EOF
+		'nginx-conf/crl-cdp.conf');
+}
 
 unlike(Mtls::slurp("$d/error.log"), qr/\[(alert|crit|emerg)\]/, 'no alerts');
 

@@ -36,7 +36,7 @@ my $main = $$;
 END { kill('TERM', keys %servers) if $$ == $main }
 
 my $t = Test::Nginx->new()->has(qw/http http_ssl/)
-	->has_daemon('openssl')->plan(59);
+	->has_daemon('openssl')->plan(62);
 
 $t->write_file_expand('nginx.conf', <<'EOF');
 
@@ -268,6 +268,17 @@ like($prom, qr/^mtls_fetch_failures\{url="\Q$base\E\/crl\/int\.crl",kind="crl_cd
 like($prom, qr/^mtls_crl_cdp_urls 3$/m, 'prometheus: URLs');
 like($prom, qr/^mtls_crl_cdp_refused_total\{reason="max"\} 1$/m,
 	'prometheus: refused at the cap');
+
+# a reload: the URLs discovered and their CRLs are in force from the first
+# request of the new workers
+
+Mtls::reload($t);
+is(outcome(https_get(port(8443), '/', "$d/bob")), '403 deny revoked',
+	'reload: bob revoked from the first request');
+is(outcome(https_get(port(8443), '/', "$d/alice")), '200 allow',
+	'reload: alice allowed from the first request');
+is($src->("$base/crl/int.crl")->{kind}, 'crl_cdp',
+	'reload: the discovered URL still listed');
 
 # revoked at the CA while a keep-alive connection is open: denied within
 # the refresh interval (1s)

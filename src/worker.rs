@@ -251,7 +251,10 @@ extern "C" fn on_timer(ev: *mut ngx_event_t) {
             }
         }
         if r.warned_at.map_or(true, |at| at.elapsed() >= WARN_EVERY) {
-            let warnings = r.loader.staleness();
+            let mut warnings = r.loader.staleness();
+            if let Some(cdp) = &r.cdp {
+                warnings.extend(cdp.staleness(&r.loader.shared));
+            }
             if !warnings.is_empty() {
                 r.warned_at = Some(Instant::now());
             }

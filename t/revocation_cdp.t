@@ -36,7 +36,7 @@ my $main = $$;
 END { kill('TERM', keys %servers) if $$ == $main }
 
 my $t = Test::Nginx->new()->has(qw/http http_ssl/)
-	->has_daemon('openssl')->plan(62);
+	->has_daemon('openssl')->plan(64);
 
 $t->write_file_expand('nginx.conf', <<'EOF');
 
@@ -308,6 +308,21 @@ is(outcome(https_get(port(8443), '/', "$d/olga")), '200 allow',
 ok(Mtls::wait_for(sub {
 	($src->("$base/crl/int.crl")->{fetch}{failures} // 0) > 0 }),
 	'restart: the loader keeps trying');
+
+# a discovered CRL past its nextUpdate: crl_stale, and a warning
+
+$http = http_server(port(8081), "$d/www");
+$mark = Mtls::log_mark($t);
+$pki->crl('olga.crl.stale', ca => 'int2', number => 2,
+	lastupdate => Mtls::asn1_time(time() - 7200),
+	nextupdate => Mtls::asn1_time(time() - 3600));
+Mtls::write_atomic("$d/www/crl/olga.crl", Mtls::slurp("$d/olga.crl.stale"));
+ok(Mtls::wait_log($t, $mark,
+	qr/\[warn\].*CRL discovered at "\Q$base\E\/crl\/olga\.crl" is past its nextUpdate/, 8),
+	'stale: warning');
+is(outcome(https_get(port(8443), '/', "$d/olga")), '403 deny crl_stale',
+	'stale: crl_stale');
+stop_server($http);
 
 # configuration errors
 

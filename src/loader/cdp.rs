@@ -130,6 +130,27 @@ impl Discovery {
         }
     }
 
+    /// Warnings about discovered CRLs past their nextUpdate, for worker 0
+    /// to log with those of the configured sources.
+    pub fn staleness(&self, shared: &crate::state::Shared) -> Vec<String> {
+        let now = now();
+        let mut out = Vec::new();
+        for j in 0..self.registry.len() {
+            shared.with_table(self.base + j, |table| {
+                for info in table.iter().flat_map(|t| t.issuers()) {
+                    if now > info.next_update {
+                        out.push(format!(
+                            "CRL discovered at \"{}\" is past its nextUpdate {}, certificates of its issuer are denied past \"mtls_crl_grace\"",
+                            self.registry.url(j),
+                            crate::identity::rfc3339(info.next_update)
+                        ));
+                    }
+                }
+            });
+        }
+        out
+    }
+
     /// Takes a URL a worker queued, or refuses it with a line said once.
     fn admit(
         &self,

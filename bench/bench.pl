@@ -1,8 +1,11 @@
 #!/usr/bin/perl
 
 # The benchmark driver behind scripts/bench: runs nginx on loopback in the
-# configurations below, drives it with oha (TLS with a client certificate),
-# and writes bench/RESULTS.md.  See scripts/bench for the options.
+# configurations below, drives it with oha (TLS with a client certificate;
+# HTTP/3 with oha's http3 build), and writes bench/RESULTS.md, or
+# bench/RESULTS-NAME.md for another target, in whose userland scripts/bench
+# runs it (target_run), with that target's nginx and module.  See
+# scripts/bench for the options.
 #
 # Every configuration is a separate nginx, all started afresh for each round
 # and idle but for the one being measured, so that each round measures all
@@ -27,11 +30,14 @@ use POSIX qw(:sys_wait_h);
 use Time::HiRes ();
 
 my $top = "$FindBin::Bin/..";
-my $nginx = '/usr/sbin/nginx';
-my $module = "$top/target/release/libngx_http_mtls_module.so";
 
 my %o = (
 	oha => 'oha',
+	oha_h3 => '',
+	target => 'debian-12',
+	nginx => '/usr/sbin/nginx',
+	module => "$top/target/release/libngx_http_mtls_module.so",
+	module_rev => '',
 	rounds => 15,
 	duration => 2,
 	connections => 32,
@@ -46,13 +52,27 @@ my %o = (
 	load_cpus => '0',
 	out => '',
 	only => '',
-	shapes => 'keepalive,handshake',
+	shapes => '',
 );
-# The options as given, for the results' header (without the load
-# generator's path, which scripts/bench passes).
-my @given = grep { $_ ne '' } split / /,
-	join(' ', @ARGV) =~ s/--oha[= ]\S+//r;
-Getopt::Long::GetOptions(\%o, 'oha=s', 'rounds=i', 'duration=f',
+# The options as given, for the results' header (without those that
+# scripts/bench passes: the load generators' paths, the target's nginx and
+# module, the module's commit).
+my @given;
+{
+	my %internal = map { $_ => 1 } qw(--oha --oha-h3 --nginx --module
+		--module-rev);
+	for (my $i = 0; $i < @ARGV; $i++) {
+		my ($opt) = $ARGV[$i] =~ /^(--[^=]+)/;
+		if ($opt && $internal{$opt}) {
+			$i++ unless $ARGV[$i] =~ /=/;
+			next;
+		}
+		push @given, $ARGV[$i];
+	}
+}
+Getopt::Long::GetOptions(\%o, 'oha=s', 'oha_h3|oha-h3=s', 'target=s',
+	'nginx=s', 'module=s', 'module_rev|module-rev=s', 'rounds=i',
+	'duration=f',
 	'connections=i', 'reload_seconds|reload-seconds=i',
 	'reload_rounds|reload-rounds=i', 'reload_rate|reload-rate=i',
 	'memory_rounds|memory-rounds=i', 'ocsp_rounds|ocsp-rounds=i',
@@ -64,14 +84,48 @@ if ($o{quick}) {
 	@o{qw(rounds duration reload_seconds reload_rounds memory_rounds
 		ocsp_rounds ocsp_seconds)} = (2, 2, 4, 1, 1, 1, 6);
 }
-# A run of some configurations or shapes does not replace the full results.
-$o{out} ||= ($o{only} || $o{shapes} ne 'keepalive,handshake')
-	? "$top/bench/RESULTS-partial.md" : "$top/bench/RESULTS.md";
+my $nginx = $o{nginx};
+my $module = $o{module};
+
+# HTTP/3: a shape where the target's nginx has it (by default there), and
+# refused where it has not, rather than measuring nothing.
+my $nginx_V = `$nginx -V 2>&1`;
+my ($nginx_version) = $nginx_V =~ m{nginx version: (\S+)};
+$nginx_version //= $nginx;
+my ($built_with) = $nginx_V =~ /^(built with .*)$/m;
+my $has_h3 = $nginx_V =~ /--with-http_v3_module/;
+my $default_shapes = 'keepalive,handshake' . ($has_h3 ? ',h3' : '');
+$o{shapes} ||= $default_shapes;
+my %shape = map { $_ => 1 } split /,/, $o{shapes};
+die "bench: --shapes takes keepalive, handshake and h3\n"
+	if grep { !/^(keepalive|handshake|h3)$/ } keys %shape;
+if ($shape{h3}) {
+	die "bench: the h3 shape needs an nginx with HTTP/3, and $nginx_version"
+		. " of $o{target} has none (built without --with-http_v3_module):"
+		. " use --target debian-13, debian-testing or upstream\n"
+		unless $has_h3;
+	die "bench: the h3 shape needs oha built with its http3 feature"
+		. " (--oha-h3; scripts/bench installs it)\n" unless $o{oha_h3};
+}
+
+# A run of some configurations or shapes does not replace the full results;
+# each target has its own.
+my $default_out = $o{target} eq 'debian-12'
+	? "$top/bench/RESULTS.md" : "$top/bench/RESULTS-$o{target}.md";
+my $partial = $o{only} || $o{shapes} ne $default_shapes;
+$o{out} ||= $partial ? "$top/bench/RESULTS-partial.md" : $default_out;
 my %only = map { $_ => 1 } split /,/, $o{only};
 sub want { !%only || $only{$_[0]} }
 
 my $started = time();
-my $w = File::Temp::tempdir('mtls-bench.XXXXXX', TMPDIR => 1,
+# A target's /tmp vanishes with its namespace: a kept directory goes to
+# build/bench/.
+my @tmp = (TMPDIR => 1);
+if ($o{keep} && $o{target} ne 'debian-12') {
+	File::Path::make_path("$top/build/bench");
+	@tmp = (DIR => "$top/build/bench");
+}
+my $w = File::Temp::tempdir('mtls-bench.XXXXXX', @tmp,
 	CLEANUP => !$o{keep});
 my %running;    # master pid => name, stopped at exit whatever happens
 
@@ -350,6 +404,9 @@ sub nginx_conf {
 	$server = $server->() if ref $server;
 	my $workers = $a{workers} // 1;
 	my ($upstream, $content) = ('', "root $w;");
+	# HTTP/3 on the same port, over UDP, where the h3 shape runs: QUIC's
+	# handshake is always TLS 1.3, with the same certificates.
+	my $quic = $shape{h3} ? "listen 127.0.0.1:$port quic reuseport;" : '';
 	if (defined $c->{proxy}) {
 		my $up = $a{upstream_port};
 		$upstream = "upstream bench_upstream { server 127.0.0.1:$up;"
@@ -379,6 +436,7 @@ http {
 
     server {
         listen 127.0.0.1:$port ssl reuseport;
+        $quic
         ssl_certificate $pki/certs/localhost.crt;
         ssl_certificate_key $pki/certs/localhost.key;
         ssl_client_certificate $pki/ca.crt;
@@ -474,10 +532,12 @@ sub stop {
 }
 
 # The status code for a GET as $who (curl: a client independent of oha).
+# With $h3, over HTTP/3 only (curl of a target whose nginx has it).
 sub get {
-	my ($port, $who) = @_;
+	my ($port, $who, $h3) = @_;
 	my ($crt, $key) = @{$cert{$who}};
-	return `curl -s -o /dev/null -w '%{http_code}' --max-time 5 --cacert $pki/ca.crt --cert $crt --key $key https://localhost:$port/index.html`;
+	my $http3 = $h3 ? '--http3-only' : '';
+	return `curl -s $http3 -o /dev/null -w '%{http_code}' --max-time 5 --cacert $pki/ca.crt --cert $crt --key $key https://localhost:$port/index.html`;
 }
 
 sub status {
@@ -491,11 +551,16 @@ sub status {
 sub check {
 	my ($n) = @_;
 	my $c = $configs{$n->{name}};
-	my $code = get($n->{port}, $client_cn);
-	die "$n->{name}: the client got $code, not 200\n" unless $code eq '200';
-	if (my $who = $c->{deny}) {
-		$code = get($n->{port}, $who);
-		die "$n->{name}: $who got $code, not 403\n" unless $code eq '403';
+	for my $h3 ($shape{h3} ? (0, 1) : (0)) {
+		my $over = $h3 ? ' over HTTP/3' : '';
+		my $code = get($n->{port}, $client_cn, $h3);
+		die "$n->{name}: the client got $code$over, not 200\n"
+			unless $code eq '200';
+		if (my $who = $c->{deny}) {
+			$code = get($n->{port}, $who, $h3);
+			die "$n->{name}: $who got $code$over, not 403\n"
+				unless $code eq '403';
+		}
 	}
 }
 
@@ -518,7 +583,8 @@ sub cpu_ns {
 sub oha {
 	my ($n, %a) = @_;
 	my $port = $n->{port};
-	my @cmd = ('taskset', '-c', $o{load_cpus}, $o{oha}, '--no-tui',
+	my @cmd = ('taskset', '-c', $o{load_cpus},
+		$a{h3} ? ($o{oha_h3}, '--http-version', '3') : $o{oha}, '--no-tui',
 		'--output-format', 'json', '--insecure', '--cert', $ccert,
 		'--key', $ckey, '-c', $a{connections} // $o{connections},
 		'-z', int(1000 * ($a{duration} // $o{duration})) . 'ms', '-w');
@@ -597,13 +663,11 @@ sub mmm {
 # Throughput: keep-alive and a handshake per request, interleaved
 
 my %tp;    # shape => name => [ result per round ]
-my %shape = map { $_ => 1 } split /,/, $o{shapes};
 my @shapes = grep { $shape{$_->[0]} } (
-	[ 'keepalive', 'keep-alive', 0 ],
-	[ 'handshake', 'new TLS handshake per request', 1 ],
+	[ 'keepalive', 'keep-alive', 0, 0 ],
+	[ 'handshake', 'new TLS handshake per request', 1, 0 ],
+	[ 'h3', 'HTTP/3 (QUIC), keep-alive', 0, 1 ],
 );
-die "bench: --shapes takes keepalive and handshake\n"
-	unless @shapes == keys %shape;
 # Each round starts every server afresh: two nginx instances of one build
 # can differ by several microseconds per handshake for the whole of their
 # life (where the heap, the libraries and the tables land in memory), so
@@ -621,11 +685,12 @@ if (@throughput) {
 			check($n{$name});
 		}
 		for my $s (@shapes) {
-			my ($shape, undef, $hs) = @$s;
+			my ($shape, undef, $hs, $h3) = @$s;
 			# Warm-up of each server's worker and of the CPU caches.
-			oha($n{$_}, handshake => $hs, duration => 0.5) for @order;
+			oha($n{$_}, handshake => $hs, h3 => $h3, duration => 0.5)
+				for @order;
 			for my $name (@order) {
-				my $r = oha($n{$name}, handshake => $hs);
+				my $r = oha($n{$name}, handshake => $hs, h3 => $h3);
 				push @{$tp{$shape}{$name}}, $r;
 				say_(sprintf('round %d %-9s %-10s %8.0f req/s %7.1f us/req%s',
 					$round, $shape, $name, $r->{rps}, $r->{cpu},
@@ -799,6 +864,92 @@ if (want('memory')) {
 }
 
 ###############################################################################
+# Ratios by target: bench/ratios.json keeps, for each target, the medians of
+# its last full (or --quick) run; RESULTS.md shows them side by side.
+
+my $ratios_file = "$top/bench/ratios.json";
+my $by_target_begin = '<!-- by target: written by bench/bench.pl from'
+	. ' bench/ratios.json -->';
+my $by_target_end = '<!-- end of by target -->';
+my @target_order = qw(debian-12 debian-13 debian-testing upstream);
+
+# The median of a ratio or difference as formatted above: its first figure.
+sub first { ($_[0] =~ /^([-+]?[\d.]+)/)[0] }
+
+my $recorded = 0;
+sub record_ratios {
+	return if $partial || $o{out} ne $default_out || !%tp;
+	my $all = -f $ratios_file
+		? JSON::PP::decode_json(Mtls::slurp($ratios_file)) : {};
+	my %shapes;
+	for my $s (@shapes) {
+		my $shape = $s->[0];
+		my $base = $tp{$shape}{baseline} or next;
+		$shapes{$shape} = { map {
+			my $rs = $tp{$shape}{$_};
+			$_ => {
+				throughput => first(ratio($rs, $base, 'rps')) + 0,
+				cpu => first(ratio($base, $rs, 'cpu')) + 0,
+				cpu_us => sprintf('%.1f', median(map { $_->{cpu} } @$rs)) + 0,
+			};
+		} grep { $tp{$shape}{$_} } @throughput };
+	}
+	$all->{$o{target}} = {
+		nginx => $nginx_version,
+		openssl => $built_with // '',
+		run => POSIX::strftime('%Y-%m-%d', gmtime($started)),
+		command => join(' ', 'scripts/bench', @given),
+		rounds => $o{rounds},
+		shapes => \%shapes,
+		($has_h3 ? () : (no_h3 => "$nginx_version has no HTTP/3")),
+	};
+	Mtls::spew($ratios_file,
+		JSON::PP->new->canonical->pretty->encode($all));
+	$recorded = 1;
+}
+
+sub by_target {
+	return () unless -f $ratios_file;
+	my $all = JSON::PP::decode_json(Mtls::slurp($ratios_file));
+	my @t = grep { $all->{$_} } @target_order;
+	return () unless @t;
+	my @out = ($by_target_begin, '## By target', '',
+		'The medians of each target\'s last full run (bench/ratios.json),'
+		. ' each against plain nginx of the same target in the same rounds:'
+		. ' CPU ratio to 1 / throughput ratio to 1 (above 1: faster than'
+		. ' plain nginx), then the worker\'s CPU time per request. Each'
+		. ' target\'s own file (bench/RESULTS.md for debian-12,'
+		. ' bench/RESULTS-NAME.md for the others) has the rounds\' spread.',
+		'',
+		map({ my $e = $all->{$_};
+			"- $_: $e->{nginx}, $e->{openssl}; $e->{run}, $e->{rounds}"
+			. " rounds (`$e->{command}`)" } @t), '');
+	for my $s ([ 'keepalive', 'keep-alive' ],
+		[ 'handshake', 'new TLS handshake per request' ],
+		[ 'h3', 'HTTP/3 (QUIC), keep-alive' ]) {
+		my ($shape, $title) = @$s;
+		next unless grep { $all->{$_}{shapes}{$shape} } @t;
+		my @names = grep { my $n = $_;
+			grep { $all->{$_}{shapes}{$shape}{$n} } @t } keys %configs;
+		@names = sort { $configs{$a}{label} cmp $configs{$b}{label} } @names;
+		push @out, "### $title", '',
+			'| configuration | ' . join(' | ', @t) . ' |',
+			'|---|' . join('', map { '---|' } @t);
+		for my $n (@names) {
+			push @out, "| $configs{$n}{label} | " . join(' | ', map {
+				my $e = $all->{$_};
+				my $r = $e->{shapes}{$shape} && $e->{shapes}{$shape}{$n};
+				$r ? sprintf('%.3f / %.3f, %.1f us', @$r{qw(cpu throughput
+					cpu_us)})
+				: $shape eq 'h3' && $e->{no_h3} ? "- ($e->{no_h3})" : '-';
+			} @t) . ' |';
+		}
+		push @out, '';
+	}
+	return (@out, $by_target_end, '');
+}
+
+###############################################################################
 # RESULTS.md
 
 sub cmd_out {
@@ -812,11 +963,23 @@ sub f2 { sprintf('%.2f', $_[0]) }
 sub f3 { sprintf('%.3f', $_[0]) }
 
 my $finished = time();
+record_ratios();
 my @md;
-push @md, '# Benchmark results', '',
+my $debian12 = $o{target} eq 'debian-12';
+push @md, '# Benchmark results' . ($debian12 ? '' : " on $o{target}"), '',
 	'Written by `' . join(' ', 'scripts/bench', @given)
 	. '` (bench/bench.pl); do not edit by hand: '
-	. 'bench/NOTES.md is copied in at the end.', '';
+	. ($debian12 ? 'bench/NOTES.md is copied in at the end.'
+		: 'bench/RESULTS.md (Debian 12) has the notes, and shows every'
+		. ' target\'s ratios side by side.'), '';
+
+# Where nginx ran: the host, or a target's userland (a chroot, in which
+# everything of the run happened: nginx, oha, the helpers).
+my ($os) = Mtls::slurp('/etc/os-release') =~ /^PRETTY_NAME="?([^"\n]*)/m;
+my $where = $debian12 ? "the host ($os), its nginx package"
+	: $o{target} eq 'upstream'
+		? "nginx built from the nginx-src crate, run in a $os chroot"
+		: "a $os chroot, its nginx package";
 
 my ($cpu) = grep { /^model name/ } split /\n/, Mtls::slurp('/proc/cpuinfo');
 $cpu =~ s/^model name\s*:\s*//;
@@ -826,22 +989,31 @@ push @md, '## Machine and versions', '',
 	. cmd_out("awk '/MemTotal/ {printf \"%.1f GiB\", \$2 / 1048576}' /proc/meminfo")
 	. ' memory',
 	'- kernel: ' . cmd_out('uname -sr'),
-	'- nginx: ' . cmd_out("$nginx -v") . ', ' . cmd_out('openssl version'),
-	'- load generator: ' . cmd_out("$o{oha} --version"),
-	'- module: ' . cmd_out("git -C $top log -1 --format='%h %s'")
-	. (cmd_out("git -C $top status --porcelain -- src Cargo.toml Cargo.lock")
-		? ' (with uncommitted changes)' : ''),
+	"- target: $o{target}: $where",
+	'- nginx: ' . cmd_out("$nginx -v") . ' (' . ($built_with // '?')
+	. '); helpers\' ' . cmd_out('openssl version'),
+	'- load generator: ' . cmd_out("$o{oha} --version")
+	. ($shape{h3} ? ' (for HTTP/3: the same version built with its http3'
+		. ' feature, quinn and h3)' : ''),
+	'- module: ' . ($o{module_rev}
+		|| cmd_out("git -C $top log -1 --format='%h %s'")
+		. (cmd_out("git -C $top status --porcelain -- src Cargo.toml"
+			. ' Cargo.lock') ? ' (with uncommitted changes)' : '')),
 	'- ' . cmd_out('rustc --version'),
 	'- run: ' . POSIX::strftime('%Y-%m-%d %H:%M UTC', gmtime($started))
 	. sprintf(', %.1f minutes; load average at the end: %s', 
 		($finished - $started) / 60, join(' ', (split ' ', $load_end)[0 .. 2])),
 	"- nginx: 1 worker pinned to CPU $o{nginx_cpus} (taskset); oha pinned to"
-	. " CPU $o{load_cpus}; HTTP/1.1 over TLS 1.3, ECDSA P-256 certificates,"
+	. " CPU $o{load_cpus}; HTTP/1.1 over TLS 1.3"
+	. ($shape{h3} ? ' (and HTTP/3 over QUIC for the h3 shape)'
+		: $has_h3 ? '' : " (no HTTP/3 shape: $nginx_version has no HTTP/3)")
+	. ', ECDSA P-256 certificates,'
 	. ' a 25-byte static file; other jobs share the machine',
 	'- error logs of all the servers started: '
 	. (@incidents ? 'lines at crit or above:'
 		: 'no line at crit or above (no worker crashed)'),
 	(map { "  - `$_`" } @incidents), '';
+push @md, by_target();
 
 if (%tp) {
 	push @md, '## Throughput', '',
@@ -1012,9 +1184,24 @@ if (%mem) {
 		. ' and %.1f MiB with 4 workers (medians).', $cost->(1), $cost->(4)), '';
 }
 
-if (-f "$top/bench/NOTES.md") {
+if ($debian12 && -f "$top/bench/NOTES.md") {
 	push @md, Mtls::slurp("$top/bench/NOTES.md");
 }
 
 Mtls::spew($o{out}, join("\n", @md) . "\n");
 say_("wrote $o{out}");
+
+# Another target's run also refreshes the side-by-side section of Debian
+# 12's results, between its markers (or, the first time, before its
+# throughput), so that its ratios stand next to Debian 12's.
+my $results = "$top/bench/RESULTS.md";
+if ($recorded && !$debian12 && -f $results) {
+	my $text = Mtls::slurp($results);
+	my $section = join("\n", by_target()) . "\n";
+	$text =~ s/\Q$by_target_begin\E.*?\Q$by_target_end\E\n\n?//s
+		or $text =~ s/^(?=## Throughput)/<<MARK>>/m
+		or $text .= "\n<<MARK>>";
+	$text =~ s/<<MARK>>/$section/;
+	Mtls::spew($results, $text);
+	say_("updated the ratios by target in $results");
+}

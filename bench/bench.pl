@@ -405,8 +405,18 @@ sub nginx_conf {
 	my $workers = $a{workers} // 1;
 	my ($upstream, $content) = ('', "root $w;");
 	# HTTP/3 on the same port, over UDP, where the h3 shape runs: QUIC's
-	# handshake is always TLS 1.3, with the same certificates.
-	my $quic = $shape{h3} ? "listen 127.0.0.1:$port quic reuseport;" : '';
+	# handshake is always TLS 1.3, with the same certificates. HTTP/3 takes
+	# keepalive_requests and keepalive_timeout from the server level (as
+	# the QUIC idle timeout), HTTP/1.1 from the request's location, where
+	# they stay nginx's defaults: oha 1.16's HTTP/3 client fails the request
+	# it sends on a connection that nginx closes after 1,000 requests, and
+	# waits out the idle timeout after its last request.
+	my ($quic, $h1_keepalive) = ('', '');
+	if ($shape{h3}) {
+		$quic = "listen 127.0.0.1:$port quic reuseport;"
+			. ' keepalive_requests 1000000; keepalive_timeout 1s;';
+		$h1_keepalive = 'keepalive_requests 1000; keepalive_timeout 75s;';
+	}
 	if (defined $c->{proxy}) {
 		my $up = $a{upstream_port};
 		$upstream = "upstream bench_upstream { server 127.0.0.1:$up;"
@@ -448,6 +458,7 @@ http {
         $server
 
         location = /index.html {
+            $h1_keepalive
             $content
         }
         location = /mtls-status {
@@ -608,7 +619,10 @@ sub oha {
 	my $responses = 0;
 	$responses += $_ for values %$codes;
 	return {
-		rps => $j->{summary}{requestsPerSec},
+		# Over HTTP/3, oha's total time includes the idle timeout it
+		# waits out at the end.
+		rps => $a{h3} ? $responses / ($a{duration} // $o{duration})
+			: $j->{summary}{requestsPerSec},
 		cpu => $responses ? $cpu / 1000 / $responses : 0,
 		failed => $bad,
 		errors => \%kinds,
@@ -914,7 +928,8 @@ sub by_target {
 	my @t = grep { $all->{$_} } @target_order;
 	return () unless @t;
 	my @out = ($by_target_begin, '## By target', '',
-		'The medians of each target\'s last full run (bench/ratios.json),'
+		'The medians of each target\'s last full (or --quick) run'
+		. ' (bench/ratios.json),'
 		. ' each against plain nginx of the same target in the same rounds:'
 		. ' CPU ratio to 1 / throughput ratio to 1 (above 1: faster than'
 		. ' plain nginx), then the worker\'s CPU time per request. Each'
@@ -990,8 +1005,8 @@ push @md, '## Machine and versions', '',
 	. ' memory',
 	'- kernel: ' . cmd_out('uname -sr'),
 	"- target: $o{target}: $where",
-	'- nginx: ' . cmd_out("$nginx -v") . ' (' . ($built_with // '?')
-	. '); helpers\' ' . cmd_out('openssl version'),
+	'- nginx: ' . cmd_out("$nginx -v") . ', ' . ($built_with // '?')
+	. '; the helpers\' ' . cmd_out('openssl version'),
 	'- load generator: ' . cmd_out("$o{oha} --version")
 	. ($shape{h3} ? ' (for HTTP/3: the same version built with its http3'
 		. ' feature, quinn and h3)' : ''),
@@ -1198,7 +1213,7 @@ my $results = "$top/bench/RESULTS.md";
 if ($recorded && !$debian12 && -f $results) {
 	my $text = Mtls::slurp($results);
 	my $section = join("\n", by_target()) . "\n";
-	$text =~ s/\Q$by_target_begin\E.*?\Q$by_target_end\E\n\n?//s
+	$text =~ s/\Q$by_target_begin\E.*?\Q$by_target_end\E\n\n?/<<MARK>>/s
 		or $text =~ s/^(?=## Throughput)/<<MARK>>/m
 		or $text .= "\n<<MARK>>";
 	$text =~ s/<<MARK>>/$section/;

@@ -25,7 +25,7 @@ select STDERR; $| = 1;
 select STDOUT; $| = 1;
 
 my $t = Test::Nginx->new()->has(qw/http http_ssl/)->has_daemon('openssl')
-	->plan(13);
+	->plan(14);
 
 $t->write_file_expand('nginx.conf', <<'EOF');
 
@@ -158,9 +158,13 @@ is(get('dave'), '403 deny revoked', 'after the upgrade: deny list');
 is(get('carol'), '403 deny revoked', 'after the upgrade: CRL');
 is(get('alice'), '200 allow', 'after the upgrade: alice');
 
-# restart: revoked from the first request
+# restart: revoked from the first request; stop() does not wait for a
+# daemonized master, and run() must not take its pid file for the new one's
 
+my $last = Mtls::master_pid($t);
 $t->stop();
+ok(Mtls::wait_for(sub { !-e "$d/nginx.pid" && !kill(0, $last) }, 10),
+	'stopped master gone');
 $t->run();
 
 is(get('bob'), '403 deny revoked', 'after a restart: bob');

@@ -99,6 +99,7 @@ sub new {
         owner     => $$,     # forked daemons must not clean up
         order     => $CREATED++,
         daemons   => [],
+        quitting  => [],     # daemonized masters sent QUIT by stop()
         requested => [],     # features passed to has(), in order
         globals   => {},     # expansions of %%TEST_GLOBALS*%%, once made
     }, $class;
@@ -169,6 +170,7 @@ sub _finish {
     # Where stop() dies, upstream's DESTROY ends there, without its checks:
     # so that plans agree, neither are ours made.
     my $stopped = eval { $self->stop; 1 } or Test::More::diag("Can't stop nginx: $@");
+    $self->_stop_master($_) for splice @{$self->{quitting}};
     $self->stop_daemons;
     $self->_check_error_logs if $stopped && Test::More->builder->expected_tests;
 
@@ -530,7 +532,7 @@ sub _start {
 
     my $master = $self->_wait_for_master($launcher) or return 0;
     _watch($master) if $master != $launcher;
-    @{$self}{qw/started master/} = (1, $master);
+    @{$self}{qw/started master launcher/} = (1, $master, $launcher);
     return 1;
 }
 
@@ -602,11 +604,20 @@ sub reload {
 # Stops nginx only; the daemons run until stop_daemons() or the end.
 # Like upstream, it stops the master named by nginx.pid, and dies without
 # one (nginx exited by itself): only after stopping the one it started.
+# Like upstream, it waits only for a master that is its own child ("daemon
+# off;"): a daemonized one is sent QUIT, and a test that starts nginx again
+# waits for it to be gone itself; the end of the test file waits for it.
 sub stop {
     my ($self) = @_;
     return $self unless $self->{started};
     my $master = $self->_master_pid;
-    $self->_stop_master($master // $self->{master});
+    my $stopping = $master // $self->{master};
+    if ($stopping == $self->{launcher}) {
+        $self->_stop_master($stopping);
+    } else {
+        kill QUIT => $stopping;
+        push @{$self->{quitting}}, $stopping;
+    }
     $self->{started} = 0;
     die "Can't open nginx.pid\n" unless defined $master;
     return $self;
@@ -1002,7 +1013,7 @@ C<has_version>, C<has_daemon>, C<plan>, C<todo_alerts>, C<write_file>,
 C<write_file_expand>, C<read_file>, C<test_globals>, C<test_globals_http>
 (with C<root> the test directory), C<test_globals_stream>, C<run>,
 C<try_run>, C<reload> (sends SIGHUP and returns), C<stop> (nginx only; dies
-without F<nginx.pid>), C<dump_config>, C<run_daemon>, C<stop_daemons>,
+without F<nginx.pid>; waits only for a master started with C<daemon off;>), C<dump_config>, C<run_daemon>, C<stop_daemons>,
 C<waitforfile>, C<waitforsocket>.
 
 C<write_file_expand> replaces C<%%TEST_GLOBALS%%>, C<%%TEST_GLOBALS_HTTP%%>,
@@ -1051,9 +1062,10 @@ with C<diag> when nginx fails to start.
 
 =item *
 
-C<stop> waits until the master has exited also when nginx runs as a
-daemon (upstream waits only for a master it started with C<daemon off;>),
-and after 30 s sends TERM, after 10 more KILL.
+C<stop> waits for a master started with C<daemon off;> 30 s (upstream:
+90 s) before it sends TERM, then 10 more before KILL.  A daemonized
+master is sent QUIT and not waited for, as upstream does, but the end of
+the test file waits for it.
 
 =item *
 

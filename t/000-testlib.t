@@ -22,7 +22,7 @@ use IO::Socket::INET;
 use Test::Nginx qw/:DEFAULT http_start http_end http_content/;
 
 my $t = Test::Nginx->new()->has(qw/http rewrite http_ssl/)
-    ->has_daemon('openssl')->plan(36);
+    ->has_daemon('openssl')->plan(37);
 my $d = $t->testdir();
 
 sub write_conf {
@@ -224,6 +224,36 @@ EOF
 
 isnt($child{status}, 0, 'child: instance kept by a named sub');
 
+# stop() of a daemonized nginx sends QUIT without waiting, as upstream's
+# does; its master is gone soon after the end of the test file
+
+%child = child(<<'EOF', TEST_NGINX_LEAVE => 1);
+my $t = Test::Nginx->new()->plan(1);
+$t->write_file_expand('nginx.conf', "%%TEST_GLOBALS%%\nevents {\n}\n");
+$t->run();
+print "# testdir: ", $t->testdir(), "\n";
+print "# master: ", $t->read_file('nginx.pid'), "\n";
+$t->stop();
+ok(1, 'child');
+EOF
+
+my ($master) = $child{output} =~ /^# master: (\d+)$/m;
+my $gone = 0;
+for (1 .. 100) {
+    last if $gone = !defined $master || !running($master);
+    select undef, undef, undef, 0.05;
+}
+my $log = '';
+if ($child{dir} && open my $fh, '<', "$child{dir}/error.log") {
+    local $/;
+    $log = <$fh>;
+}
+ok($master && $gone && $log =~ /gracefully shutting down/
+    && $log =~ /\[notice\] \Q$master\E#\d+: exit$/m,
+    'child: stop() makes a daemonized nginx quit, gone at the end')
+    or diag($child{output});
+rmtree($child{dir}) if $child{dir};
+
 ###############################################################################
 
 # runs a test file made of the given code with the Test::Nginx that this
@@ -257,5 +287,14 @@ sub child {
 }
 
 sub _name { return $_[0] =~ s/^(?:not )?ok //r }
+
+# whether a process runs (a zombie, left to whoever reaps orphans, does not)
+
+sub running {
+    my ($pid) = @_;
+    open my $fh, '<', "/proc/$pid/stat" or return 0;
+    my $stat = <$fh> // '';
+    return (split ' ', substr($stat, rindex($stat, ')') + 1))[0] !~ /^[ZX]$/;
+}
 
 ###############################################################################

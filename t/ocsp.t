@@ -47,8 +47,8 @@ my @broken = qw/500 html truncated huge wrongkey expired other unknown slow/;
 my $locations = '';
 for my $case (@broken, 'down') {
 	my $url = $case eq 'down'
-		? 'http://127.0.0.1:' . port(8083) . '/'
-		: "http://127.0.0.1:$fake/$case";
+		? 'http://127.0.0.1:%%PORT_8083%%/'
+		: "http://127.0.0.1:%%PORT_8082%%/$case";
 	$locations .= <<"EOF";
         location /$case {
             mtls_ocsp_responder $url;
@@ -104,7 +104,7 @@ http {
         # answered in the rewrite phase, before the access phase: decided
         # in the header filter, which cannot wait for a look-up
         location /early {
-            mtls_ocsp_responder http://127.0.0.1:$fake/slow/early;
+            mtls_ocsp_responder http://127.0.0.1:%%PORT_8082%%/slow/early;
             return 200 "early";
         }
 
@@ -114,7 +114,7 @@ http {
         }
 
         location /patient {
-            mtls_ocsp_responder http://127.0.0.1:$fake/slow/patient;
+            mtls_ocsp_responder http://127.0.0.1:%%PORT_8082%%/slow/patient;
             mtls_ocsp_timeout 5s;
             try_files /ok =404;
         }

@@ -115,7 +115,7 @@ http {
 
         # the same answers, a second later
         location /slow {
-            mtls_ocsp_responder http://127.0.0.1:$slow/;
+            mtls_ocsp_responder http://127.0.0.1:%%PORT_8082%%/;
             try_files /ok =404;
         }
 

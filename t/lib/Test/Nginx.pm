@@ -37,10 +37,13 @@ use constant {
     TERM_TIMEOUT  => 10,    # fast shutdown before KILL is sent
     POLL_INTERVAL => 0.05,
 
-    # Random ports are drawn below Linux's default ephemeral range
-    # (32768-60999), so that outgoing connections never occupy them.
-    PORT_MIN => 10000,
-    PORT_MAX => 32767,
+    # Random ports are drawn from 8000-8999, as upstream's mostly are: a
+    # port number put in a configuration is then taken for a logical port by
+    # write_file_expand (127.0.0.1:8NNN), as upstream would when the port
+    # it prefers is taken; a configuration must say %%PORT_N%% instead.
+    # Below Linux's default ephemeral range, which outgoing connections use.
+    PORT_MIN => 8000,
+    PORT_MAX => 8999,
 };
 
 # Modules that configure builds unless given --without-<name>_module.
@@ -1052,8 +1055,10 @@ The default binary is F</usr/sbin/nginx> (upstream: F<../nginx/objs/nginx>).
 
 =item *
 
-Ports are drawn at random from 10000-32767 (upstream tries the number
-itself first, then others of its block of 500).
+Ports are drawn at random from 8000-8999 (upstream tries the number
+itself first, then others of its block of 500).  Either way a real port
+is in 8000-8999, which C<write_file_expand> maps again as a logical port:
+a configuration names ports with C<%%PORT_N%%>, not with C<port(N)>.
 
 =item *
 

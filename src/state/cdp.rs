@@ -210,7 +210,7 @@ impl Registry {
             }
             state.store(READY, Ordering::Release);
             self.header().pushed.fetch_add(1, Ordering::Release);
-            futex_wake(&self.header().pushed);
+            crate::state::futex_wake(&self.header().pushed);
             return true;
         }
         self.header().queue_full.fetch_add(1, Ordering::Relaxed);
@@ -263,30 +263,7 @@ impl Registry {
 
     /// Sleeps until a push after `seen`, at most `limit`.
     pub fn wait(&self, seen: u32, limit: std::time::Duration) {
-        let ts = libc::timespec {
-            tv_sec: limit.as_secs() as libc::time_t,
-            tv_nsec: libc::c_long::from(limit.subsec_nanos() as i32),
-        };
-        // SAFETY: FUTEX_WAIT on a live, aligned u32 of a shared mapping
-        // (hence not FUTEX_PRIVATE), with a valid relative timeout; it
-        // returns at once where the value is no longer `seen`.
-        unsafe {
-            libc::syscall(
-                libc::SYS_futex,
-                self.header().pushed.as_ptr(),
-                libc::FUTEX_WAIT,
-                seen,
-                &ts as *const libc::timespec,
-            );
-        }
-    }
-}
-
-fn futex_wake(word: &AtomicU32) {
-    // SAFETY: FUTEX_WAKE on a live, aligned u32 of a shared mapping; it
-    // never blocks.
-    unsafe {
-        libc::syscall(libc::SYS_futex, word.as_ptr(), libc::FUTEX_WAKE, 1);
+        crate::state::futex_wait(&self.header().pushed, seen, limit);
     }
 }
 

@@ -17,23 +17,18 @@ use strict;
 
 use Test::More;
 
-use IO::Socket::INET;
-use POSIX ();
 use Time::HiRes qw/time sleep/;
 
 BEGIN { use FindBin; chdir($FindBin::Bin); }
 
 use Test::Nginx;
 use Mtls;
+use MtlsHttp;
 
 ###############################################################################
 
 select STDERR; $| = 1;
 select STDOUT; $| = 1;
-
-my %servers;
-my $main = $$;
-END { kill('TERM', keys %servers) if $$ == $main }
 
 my $t = Test::Nginx->new()->has(qw/http http_ssl/)
 	->has_daemon('openssl')->plan(64);
@@ -148,7 +143,7 @@ $pki->crl('www/crl/dave.crl', ca => 'int3', number => 1);
 $pki->crl('www/crl/root.crl', ca => 'ca', number => 1);
 $pki->crl('www/private/secret.crl', ca => 'int3', number => 1);
 
-my $http = http_server(port(8081), "$d/www");
+my $http = MtlsHttp::start(port(8081), "$d/www");
 
 $t->run();
 
@@ -298,7 +293,7 @@ ok($took < 4, "within the refresh interval ($took s)");
 # are in force from the first request
 
 $t->stop();
-stop_server($http);
+MtlsHttp::stop($http);
 $t->run();
 
 is(outcome(https_get(port(8443), '/', "$d/alice")), '403 deny revoked',
@@ -311,7 +306,7 @@ ok(Mtls::wait_for(sub {
 
 # a discovered CRL past its nextUpdate: crl_stale, and a warning
 
-$http = http_server(port(8081), "$d/www");
+$http = MtlsHttp::start(port(8081), "$d/www");
 $mark = Mtls::log_mark($t);
 $pki->crl('olga.crl.stale', ca => 'int2', number => 2,
 	lastupdate => Mtls::asn1_time(time() - 7200),
@@ -322,7 +317,7 @@ ok(Mtls::wait_log($t, $mark,
 	'stale: warning');
 is(outcome(https_get(port(8443), '/', "$d/olga")), '403 deny crl_stale',
 	'stale: crl_stale');
-stop_server($http);
+MtlsHttp::stop($http);
 
 # configuration errors
 
@@ -420,77 +415,5 @@ EOF
 }
 
 unlike(Mtls::slurp("$d/error.log"), qr/\[(alert|crit|emerg)\]/, 'no alerts');
-
-###############################################################################
-
-sub stop_server {
-	my ($pid) = @_;
-	kill('TERM', $pid);
-	waitpid($pid, 0);
-	delete $servers{$pid};
-}
-
-# A small HTTP/1.1 server, one process per connection: /PATH serves
-# $dir/PATH with an ETag (304 to a matching If-None-Match).  Each request
-# is logged to $dir/requests.log as "PATH inm=VALUE".
-
-sub http_server {
-	my ($port, $dir) = @_;
-
-	my $server = IO::Socket::INET->new(LocalAddr => "127.0.0.1:$port",
-		Listen => 64, ReuseAddr => 1) or die "listen: $!\n";
-
-	my $pid = fork() // die "fork: $!\n";
-	if ($pid) {
-		close($server);
-		$servers{$pid} = 1;
-		return $pid;
-	}
-
-	$SIG{CHLD} = 'IGNORE';
-	while (1) {
-		my $c = $server->accept() or next;
-		my $child = fork();
-		if (defined $child && $child == 0) {
-			close($server);
-			serve($c, $dir);
-			POSIX::_exit(0);
-		}
-		close($c);
-	}
-}
-
-sub serve {
-	my ($c, $dir) = @_;
-
-	my $req = '';
-	while ($req !~ /\x0d\x0a\x0d\x0a/) {
-		$c->sysread(my $buf, 4096) or return;
-		$req .= $buf;
-	}
-	my ($path) = $req =~ m{^GET (\S+)} or return;
-	my ($inm) = $req =~ /^If-None-Match:\s*(.*?)\x0d$/mi;
-
-	open(my $log, '>>', "$dir/requests.log");
-	print $log "$path inm=" . ($inm // '') . "\n";
-	close($log);
-
-	my $reply = sub {
-		my ($head, $body, %o) = @_;
-		$c->syswrite("HTTP/1.1 $head\x0d\x0aContent-Length: "
-			. length($body) . "\x0d\x0a" . ($o{headers} // '')
-			. "Connection: close\x0d\x0a\x0d\x0a" . $body);
-	};
-
-	my $body = $path =~ m{/\.\./} ? undef : eval { Mtls::slurp("$dir$path") };
-	return $reply->('404 Not Found', '') unless defined $body;
-
-	my @st = stat("$dir$path");
-	my $etag = sprintf('"%x-%x-%x"', $st[1], $st[7], $st[9]);
-	return $reply->('304 Not Modified', '',
-		headers => "ETag: $etag\x0d\x0a")
-		if defined $inm && $inm eq $etag;
-	$reply->('200 OK', $body, headers => "ETag: $etag\x0d\x0a");
-}
 
 ###############################################################################

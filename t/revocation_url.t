@@ -16,25 +16,18 @@ use strict;
 
 use Test::More;
 
-use IO::Socket::INET;
-use POSIX ();
 use Time::HiRes qw/time sleep/;
 
 BEGIN { use FindBin; chdir($FindBin::Bin); }
 
 use Test::Nginx;
 use Mtls;
+use MtlsHttp;
 
 ###############################################################################
 
 select STDERR; $| = 1;
 select STDOUT; $| = 1;
-
-# the HTTP servers the file forks (http_server); one still running when
-# the test dies would hold prove's pipe open
-my %servers;
-my $main = $$;
-END { kill('TERM', keys %servers) if $$ == $main }
 
 my $t = Test::Nginx->new()
 	->has(qw/http http_ssl http_v2 socket_ssl_reused/)
@@ -143,7 +136,7 @@ $pki->crl('www/dyn.crl', ca => 'ca', revoke => [ 'bob' ], number => 1);
 Mtls::spew("$d/www/deny.txt", "1004\n");
 Mtls::spew("$d/www/mode", "good");
 
-my $http = http_server(port(8081), "$d/www");
+my $http = MtlsHttp::start(port(8081), "$d/www");
 
 $t->run();
 
@@ -284,7 +277,7 @@ is(outcome(https_get(port(8443), '/', "$d/alice")), '403 deny revoked',
 # a restart with the server down runs from the copy kept
 
 $t->stop();
-stop_server($http);
+MtlsHttp::stop($http);
 
 my $mark = Mtls::log_mark($t);
 $t->run();
@@ -357,7 +350,7 @@ like($check->('ca=' . "$d/none.pem optional"),
 	$ex =~ s{/var/cache/nginx/mtls}{$d/ex/cache};
 	$t->write_file('crl-from-url.conf', $ex);
 
-	my $http2 = http_server(port(8081), "$d/www");
+	my $http2 = MtlsHttp::start(port(8081), "$d/www");
 	like(nginx_t($t, <<'EOF', 'example.conf'), qr/test is successful/,
 %%TEST_GLOBALS%%
 events {
@@ -368,7 +361,7 @@ http {
 }
 EOF
 		'nginx-conf/crl-from-url.conf');
-	stop_server($http2);
+	MtlsHttp::stop($http2);
 }
 
 my $master = Mtls::master_pid($t);
@@ -378,100 +371,5 @@ is(join(' ', Mtls::shm_tables($master, all => 1)), '',
 	'stop: no table nor summary left');
 
 unlike(Mtls::slurp("$d/error.log"), qr/\[(alert|crit|emerg)\]/, 'no alerts');
-
-###############################################################################
-
-# A small HTTP/1.1 server, one process per connection: /NAME serves
-# $dir/NAME with an ETag (304 to a matching If-None-Match), /dyn does what
-# $dir/mode says.  Each request is logged to $dir/requests.log as
-# "PATH inm=VALUE".
-
-sub stop_server {
-	my ($pid) = @_;
-	kill('TERM', $pid);
-	waitpid($pid, 0);
-	delete $servers{$pid};
-}
-
-sub http_server {
-	my ($port, $dir) = @_;
-
-	my $server = IO::Socket::INET->new(LocalAddr => "127.0.0.1:$port",
-		Listen => 64, ReuseAddr => 1) or die "listen: $!\n";
-
-	my $pid = fork() // die "fork: $!\n";
-	if ($pid) {
-		close($server);
-		$servers{$pid} = 1;
-		return $pid;
-	}
-
-	$SIG{CHLD} = 'IGNORE';
-	while (1) {
-		my $c = $server->accept() or next;
-		my $child = fork();
-		if (defined $child && $child == 0) {
-			close($server);
-			serve($c, $dir);
-			POSIX::_exit(0);
-		}
-		close($c);
-	}
-}
-
-sub serve {
-	my ($c, $dir) = @_;
-
-	my $req = '';
-	while ($req !~ /\x0d\x0a\x0d\x0a/) {
-		$c->sysread(my $buf, 4096) or return;
-		$req .= $buf;
-	}
-	my ($path) = $req =~ m{^GET (\S+)} or return;
-	my ($inm) = $req =~ /^If-None-Match:\s*(.*?)\x0d$/mi;
-
-	open(my $log, '>>', "$dir/requests.log");
-	print $log "$path inm=" . ($inm // '') . "\n";
-	close($log);
-
-	my $reply = sub {
-		my ($head, $body, %o) = @_;
-		my $len = $o{length} // length($body);
-		$c->syswrite("HTTP/1.1 $head\x0d\x0aContent-Length: $len\x0d\x0a"
-			. ($o{headers} // '') . "Connection: close\x0d\x0a\x0d\x0a"
-			. $body);
-	};
-
-	my $file = $path;
-	if ($path eq '/dyn') {
-		my $mode = Mtls::slurp("$dir/mode");
-		if ($mode eq '500') { return $reply->('500 Oops', 'oops') }
-		if ($mode eq 'html') {
-			return $reply->('200 OK', '<html><body>Sign in</body></html>',
-				headers => "Content-Type: text/html\x0d\x0a");
-		}
-		if ($mode eq 'truncated') {
-			return $reply->('200 OK', 'x' x 100, length => 5000);
-		}
-		if ($mode eq 'huge') { return $reply->('200 OK', 'x' x 200000) }
-		if ($mode eq 'loop') {
-			return $reply->('302 Found', '',
-				headers => "Location: /dyn\x0d\x0a");
-		}
-		if ($mode eq 'empty') { return }
-		if ($mode eq 'slow') { sleep(5); return }
-		$file = '/dyn.crl';
-	}
-
-	my $body = eval { Mtls::slurp("$dir$file") };
-	return $reply->('404 Not Found', '') unless defined $body;
-
-	my @st = stat("$dir$file");
-	my $etag = sprintf('"%x-%x-%x"', $st[1], $st[7], $st[9]);
-	return $reply->('304 Not Modified', '',
-		headers => "ETag: $etag\x0d\x0a")
-		if defined $inm && $inm eq $etag;
-	$reply->('200 OK', $body, headers => "ETag: $etag\x0d\x0a");
-}
 
 ###############################################################################

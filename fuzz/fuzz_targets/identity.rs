@@ -114,7 +114,8 @@ fn check_whole(der: &[u8], id: &Identity) {
     let key = issuer_key(whole.issuer().as_raw());
     let serial = Serial::from_der_content(whole.raw_serial());
     assert_eq!(id.serial().ok(), Some(&serial));
-    let link = Link::of(id.cert(), false, true).expect("a link where x509-parser reads the certificate");
+    let link =
+        Link::of(id.cert(), false, true).expect("a link where x509-parser reads the certificate");
     assert_eq!((link.issuer_key, &link.serial), (key, &serial));
     assert_eq!(link.crl_key, Key::crl(&key, serial.as_bytes()));
     assert_eq!(

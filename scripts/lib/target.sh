@@ -166,7 +166,12 @@ target_pristine() {
     # the same script as sid.
     local script=/usr/share/debootstrap/scripts/$suite
     [ -e "$script" ] || script=/usr/share/debootstrap/scripts/sid
-    if ! debootstrap --variant=minbase "$suite" "$tmp" "$target_mirror" "$script" \
+    # In its own mount and PID namespaces, as target_run: the proc and sys
+    # debootstrap mounts in the new root, and debootstrap itself, end with
+    # unshare, also when the caller is killed midway (.ci/run makes the
+    # chroots in the background and stops them when it fails early).
+    if ! unshare --mount --propagation private --pid --fork --kill-child \
+        debootstrap --variant=minbase "$suite" "$tmp" "$target_mirror" "$script" \
         >"$tmp.log" 2>&1; then
         tail -n 20 "$tmp.log" >&2
         target_log "debootstrap $suite failed"

@@ -224,7 +224,10 @@ if (want('ocsp') || want('ocsp-wait')) {
 	if (!$pid) {
 		open STDOUT, '>', "$w/ocsp.log";
 		open STDERR, '>&', \*STDOUT;
-		{ exec 'openssl', 'ocsp', '-index', "$pki/ca/root/index.txt",
+		# The helpers run on the load generator's CPUs, as oha does, so
+		# that nginx's CPU is nginx's alone.
+		{ exec 'taskset', '-c', $o{load_cpus}, 'openssl', 'ocsp',
+			'-index', "$pki/ca/root/index.txt",
 			'-port', $ocsp_port, '-rsigner', "$pki/ca.crt",
 			'-rkey', "$pki/ca/root/ca.key", '-CA', "$pki/ca.crt",
 			'-nmin', 60, '-ignore_err' };
@@ -240,6 +243,8 @@ if (want('ocsp') || want('ocsp-wait')) {
 	}
 	$pid = fork // die "fork: $!\n";
 	if (!$pid) {
+		system("taskset -cp $o{load_cpus} $$ >/dev/null") == 0
+			or die "taskset: $?\n";
 		slow_proxy($slow_port, $ocsp_port, 2);
 		POSIX::_exit(0);
 	}
@@ -798,7 +803,7 @@ if (want('ocsp-wait')) {
 						? $waiters[$next++ % @waiters] : $client_cn;
 					my ($crt, $key) = @{$cert{$who}};
 					my $start = Time::HiRes::time();
-					push @times, `curl -s -o /dev/null -w '%{http_code} %{time_total}' --max-time 10 --cacert $pki/ca.crt --cert $crt --key $key https://localhost:$n->{port}/index.html`;
+					push @times, `taskset -c $o{load_cpus} curl -s -o /dev/null -w '%{http_code} %{time_total}' --max-time 10 --cacert $pki/ca.crt --cert $crt --key $key https://localhost:$n->{port}/index.html`;
 					my $left = 2.0 - (Time::HiRes::time() - $start);
 					Time::HiRes::sleep($left) if $mode eq 'quiet' && $left > 0;
 				}

@@ -19,7 +19,7 @@ use super::http::Validators;
 use super::process::Link;
 use super::url::{self, UrlSource};
 use super::{now, Fetching, Loader, Reload, Source};
-use crate::revocation::cdp::normalise;
+use crate::revocation::cdp::{longest_prefix, normalise};
 use crate::revocation::Kind;
 use crate::state::cdp::Registry;
 
@@ -179,11 +179,7 @@ impl Discovery {
         if configured(&loader.sources, &url) {
             return;
         }
-        if !self
-            .allowed
-            .iter()
-            .any(|(p, _)| url.starts_with(p.as_str()))
-        {
+        if longest_prefix(&self.allowed, &url).is_none() {
             refuse(
                 false,
                 format!("CRL distribution point \"{url}\" is under no \"mtls_crl_cdp_allow\" prefix, not fetched"),
@@ -229,7 +225,7 @@ impl Discovery {
     /// The state of registered `url` at `j`: fetched at once, unless a
     /// fetch is already planned (a loader started after another one).
     fn take_on(&self, url: &str, loader: &Loader, j: usize) -> Option<Discovered> {
-        let template = crate::revocation::cdp::longest_prefix(&self.allowed, url)?;
+        let template = longest_prefix(&self.allowed, url)?;
         let source = source(url, template, &self.cache_dir);
         let u = Arc::clone(source.url.as_ref()?);
         let planned = loader.shared.slot(self.base + j).fetch.view().next_fetch;

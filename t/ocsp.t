@@ -23,6 +23,7 @@ BEGIN { use FindBin; chdir($FindBin::Bin); }
 
 use Test::Nginx;
 use Mtls;
+use MtlsOcsp;
 
 use IO::Socket::INET;
 use POSIX ();
@@ -153,16 +154,9 @@ $pki->leaf($_, ca => 'ca', ocsp => $aia) for @clients;
 sub write_index {
 	my (%revoked) = @_;
 
-	my $index = '';
-	for my $name (@clients) {
-		next if $name =~ /^c_unknown/;
-		my $serial = Mtls::serial_hex("$d/$name.crt");
-		$serial = "0$serial" if length($serial) % 2;
-		$index .= $revoked{$name}
-			? "R\t301231000000Z\t251201000000Z\t$serial\tunknown\t/CN=$name\n"
-			: "V\t301231000000Z\t\t$serial\tunknown\t/CN=$name\n";
-	}
-	Mtls::write_atomic("$d/index.txt", $index);
+	my @names = grep { !/^c_unknown/ } @clients;
+	MtlsOcsp::write_index("$d/index.txt", (map { "$d/$_.crt" } @names),
+		revoked => [ map { "$d/$_.crt" } grep { $revoked{$_} } @names ]);
 }
 
 write_index(revoked => 1);
@@ -234,13 +228,6 @@ sub in_background {
 	};
 }
 
-sub timed {
-	my ($code) = @_;
-	my $start = Time::HiRes::time();
-	my $r = $code->();
-	return (Time::HiRes::time() - $start, $r);
-}
-
 # the real responder and its answers
 
 is(get('/', 'alice'), '200 allow', 'good, from the AIA responder');
@@ -273,7 +260,8 @@ like($log, qr/OCSP status of "CN=c_down-soft" unavailable, passed/,
 
 # a failure is cached: the dead responder is not asked again meanwhile
 
-my ($secs, $r) = timed(sub { join ', ', map { get('/down', 'c_down') } 1 .. 5 });
+my ($secs, $r) = Mtls::timed(sub {
+	join ', ', map { get('/down', 'c_down') } 1 .. 5 });
 is($r, join(', ', ('403 deny ocsp_unavailable') x 5), 'down: cached failure');
 Mtls::wait_log($t, 0, qr/look-up of "CN=c_down" at/);
 Time::HiRes::sleep(0.5);
@@ -282,7 +270,7 @@ my @asked = Mtls::slurp("$d/error.log") =~ /look-up of "CN=c_down" at/g;
 # again after "errors" meanwhile
 cmp_ok(scalar @asked, '<=', 2, 'down: not asked for each request');
 
-($secs, $r) = timed(sub { get('/early', 'c_early') });
+($secs, $r) = Mtls::timed(sub { get('/early', 'c_early') });
 is($r, '403 deny ocsp_unavailable', 'early response: no answer, denied');
 cmp_ok($secs, '<', 0.9, 'early response: without waiting');
 
@@ -291,10 +279,10 @@ cmp_ok($secs, '<', 0.9, 'early response: without waiting');
 
 my $slow = in_background('/slow', 'c_slow');
 Time::HiRes::sleep(0.3);
-($secs, $r) = timed(sub { get('/', 'alice') });
+($secs, $r) = Mtls::timed(sub { get('/', 'alice') });
 is($r, '200 allow', 'slow: another connection is served');
 cmp_ok($secs, '<', 0.6, 'slow: at once');
-($secs, $r) = timed(sub { get('/plain', 'bob') });
+($secs, $r) = Mtls::timed(sub { get('/plain', 'bob') });
 cmp_ok($secs, '<', 0.5, 'slow: a location without OCSP at once');
 my $res = $slow->();
 is($res->[1], '403 deny ocsp_unavailable', 'slow: denied at the timeout');
@@ -323,7 +311,7 @@ is($res->[1], '200 allow', 'slow: soft passes at the timeout');
 my $patient = in_background('/patient', 'patient');
 Time::HiRes::sleep(0.3);
 my $h2 = Mtls::H2->new(port => port(8443), cert => "$d/alice");
-($secs, $r) = timed(sub { $h2->get('/') });
+($secs, $r) = Mtls::timed(sub { $h2->get('/') });
 is($r->{status}, 200, 'waiting: HTTP/2 request on another connection');
 cmp_ok($secs, '<', 0.5, 'waiting: at once');
 $h2->close();

@@ -174,13 +174,6 @@ sub h3 {
 	return Mtls::H3->new(port => port(8943, udp => 1), cert => "$d/$cert");
 }
 
-sub timed {
-	my ($code) = @_;
-	my $start = Time::HiRes::time();
-	my $r = $code->();
-	return (Time::HiRes::time() - $start, $r);
-}
-
 # one request on a new QUIC connection in a child process; returns a sub
 # that waits for it and returns [ seconds, outcome, protocol ]
 
@@ -215,7 +208,7 @@ my $bg = in_background('/slow', 'alice');
 Time::HiRes::sleep(0.3);
 
 my $bob = h3('bob');
-my ($secs, $r) = timed(sub { $bob && $bob->get('/plain') });
+my ($secs, $r) = Mtls::timed(sub { $bob && $bob->get('/plain') });
 is(Mtls::outcome($r), '200 off', 'waiting: another QUIC connection served');
 cmp_ok($secs, '<', 0.5, 'waiting: at once');
 
@@ -225,7 +218,7 @@ is($res->[2], 'HTTP/3.0', 'waiting: over HTTP/3');
 cmp_ok($res->[0], '>=', 0.9, 'waiting: after the responder answered');
 
 my $mallory = h3('mallory');
-($secs, $r) = timed(sub { $mallory && $mallory->get('/slow') });
+($secs, $r) = Mtls::timed(sub { $mallory && $mallory->get('/slow') });
 is(Mtls::outcome($r), '403 deny revoked', 'waiting: revoked, denied');
 cmp_ok($secs, '>=', 0.9, 'waiting: revoked, after the responder answered');
 is(Mtls::outcome($mallory && $mallory->get('/slow')), '403 deny revoked',
@@ -234,9 +227,9 @@ $mallory->close() if $mallory;
 
 # the same connection goes on with cached answers
 
-($secs, $r) = timed(sub { $bob && $bob->get('/slow') });
+($secs, $r) = Mtls::timed(sub { $bob && $bob->get('/slow') });
 is(Mtls::outcome($r), '200 allow', 'bob: waited, allowed');
-($secs, $r) = timed(sub { $bob && $bob->get('/slow') });
+($secs, $r) = Mtls::timed(sub { $bob && $bob->get('/slow') });
 is(Mtls::outcome($r), '200 allow', 'bob: cached');
 cmp_ok($secs, '<', 0.5, 'bob: cached, at once');
 

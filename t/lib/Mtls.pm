@@ -1224,6 +1224,15 @@ sub shm_tables {
 	return @files;
 }
 
+# runs $code; returns the seconds it took and what it returned
+
+sub timed {
+	my ($code) = @_;
+	my $start = Time::HiRes::time();
+	my $r = $code->();
+	return (Time::HiRes::time() - $start, $r);
+}
+
 # the revocation loader processes of an nginx master, found by their title
 # and the master's tables in /dev/shm that they have mapped (forked from a
 # worker, a loader keeps its mappings; neither its parent, nor its process

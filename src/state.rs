@@ -27,6 +27,7 @@ use crate::revocation::Table;
 
 pub mod cdp;
 pub mod fetch;
+pub mod queue;
 
 pub use fetch::FetchStatus;
 

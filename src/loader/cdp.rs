@@ -105,7 +105,7 @@ impl Discovery {
             if !link.open() {
                 return;
             }
-            let seen = self.registry.pushed();
+            let seen = self.registry.queue().pushed();
             for raw in self.registry.drain() {
                 self.admit(&raw, loader, link, &mut known, &mut refused);
             }
@@ -126,7 +126,7 @@ impl Discovery {
             let wait = next.map_or(IDLE, |n| {
                 n.saturating_duration_since(Instant::now()).min(IDLE)
             });
-            self.registry.wait(seen, wait);
+            self.registry.queue().wait(seen, wait);
         }
     }
 

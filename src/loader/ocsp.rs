@@ -69,7 +69,7 @@ impl Service {
             if !link.open() {
                 return;
             }
-            let seen = self.cache.pushed();
+            let seen = self.cache.queue().pushed();
             let now = now();
             for query in self.cache.drain() {
                 let key = query.key;
@@ -126,7 +126,7 @@ impl Service {
                             key: query.key,
                             result,
                         });
-                        cache.notify();
+                        cache.queue().notify();
                     });
                 if let Err(e) = spawned {
                     running -= 1;
@@ -135,7 +135,7 @@ impl Service {
                     break;
                 }
             }
-            self.cache.wait(seen, IDLE);
+            self.cache.queue().wait(seen, IDLE);
         }
     }
 

@@ -11,10 +11,11 @@
 //! ever spins on it, so a loader killed mid-write hangs nobody; the next
 //! loader writing that entry makes the number even again.
 
-use core::sync::atomic::{fence, AtomicI64, AtomicU32, AtomicU64, Ordering};
+use core::sync::atomic::{fence, AtomicI64, AtomicU64, Ordering};
 use std::io;
 
 use super::CertKey;
+use crate::state::queue::{PushError, Queue};
 
 /// What an entry holds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -98,9 +99,7 @@ struct Header {
     /// a connection's decision reused from before is then made again.
     generation: AtomicU64,
     counters: [AtomicU64; COUNTERS],
-    /// Bumped by every push, and a futex the loader waits on.
-    pushed: AtomicU32,
-    _pad: AtomicU32,
+    queue: LookupQueue,
 }
 
 #[repr(C)]
@@ -115,17 +114,8 @@ struct RawEntry {
     _pad: AtomicU64,
 }
 
-/// Queue slot states.
-const FREE: u32 = 0;
-const WRITING: u32 = 1;
-const READY: u32 = 2;
-
-#[repr(C)]
-struct RawSlot {
-    state: AtomicU32,
-    len: AtomicU32,
-    bytes: [u8; SLOT_BYTES],
-}
+/// The look-ups waiting for the loader.
+pub type LookupQueue = Queue<QUEUE_SLOTS, SLOT_BYTES>;
 
 /// One look-up a worker asks the loader for.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -147,7 +137,7 @@ impl Query {
             out.extend_from_slice(&u32::try_from(part.len()).ok()?.to_le_bytes());
             out.extend_from_slice(part);
         }
-        (out.len() <= SLOT_BYTES).then_some(out)
+        Some(out)
     }
 
     fn decode(bytes: &[u8]) -> Option<Query> {
@@ -178,9 +168,9 @@ pub struct Cache {
     entries: usize,
 }
 
-// SAFETY: the mapping is only accessed through atomics, but for a queue
-// slot's bytes, which only the process that owns the slot (by its state)
-// touches; it lives as long as the value.
+// SAFETY: the mapping is only accessed through atomics, but for the
+// queue's slots, which the queue hands to one process at a time; it lives
+// as long as the value.
 unsafe impl Send for Cache {}
 // SAFETY: as above.
 unsafe impl Sync for Cache {}
@@ -189,10 +179,8 @@ impl Cache {
     /// A cache of `entries` answers (at least `PROBES`).
     pub fn new(entries: usize) -> io::Result<Cache> {
         let entries = entries.max(PROBES);
-        let len = size_of::<Header>()
-            + QUEUE_SLOTS * size_of::<RawSlot>()
-            + entries * size_of::<RawEntry>();
-        // Zero-filled, so every queue slot and entry starts free.
+        let len = size_of::<Header>() + entries * size_of::<RawEntry>();
+        // Zero-filled, so the queue starts empty and every entry free.
         let ptr = crate::state::map_shared_zeroed(len)?;
         Ok(Cache {
             base: ptr.cast(),
@@ -210,22 +198,10 @@ impl Cache {
         unsafe { &*self.base.cast::<Header>() }
     }
 
-    fn slot(&self, i: usize) -> &RawSlot {
-        assert!(i < QUEUE_SLOTS);
-        // SAFETY: the slots follow the header, inside the mapping.
-        unsafe { &*self.base.add(size_of::<Header>()).cast::<RawSlot>().add(i) }
-    }
-
     fn raw(&self, i: usize) -> &RawEntry {
         assert!(i < self.entries);
-        // SAFETY: the entries follow the slots, inside the mapping.
-        unsafe {
-            &*self
-                .base
-                .add(size_of::<Header>() + QUEUE_SLOTS * size_of::<RawSlot>())
-                .cast::<RawEntry>()
-                .add(i)
-        }
+        // SAFETY: the entries follow the header, inside the mapping.
+        unsafe { &*self.base.add(size_of::<Header>()).cast::<RawEntry>().add(i) }
     }
 
     pub fn generation(&self) -> u64 {
@@ -381,70 +357,33 @@ impl Cache {
     }
 
     /// Queues a look-up for the loader and wakes it. False where the
-    /// queue is full or the query too large.
+    /// queue is full (counted) or the query too large.
     pub fn push(&self, query: &Query) -> bool {
         let Some(bytes) = query.encode() else {
             return false;
         };
-        for i in 0..QUEUE_SLOTS {
-            let slot = self.slot(i);
-            if slot
-                .state
-                .compare_exchange(FREE, WRITING, Ordering::Acquire, Ordering::Relaxed)
-                .is_err()
-            {
-                continue;
+        match self.header().queue.push(&bytes) {
+            Ok(()) => true,
+            Err(PushError::Full) => {
+                self.count(Counter::QueueFull);
+                false
             }
-            // SAFETY: the slot is ours while its state is WRITING; its
-            // bytes are inside the mapping.
-            unsafe {
-                core::ptr::copy_nonoverlapping(
-                    bytes.as_ptr(),
-                    slot.bytes.as_ptr().cast_mut(),
-                    bytes.len(),
-                );
-            }
-            slot.len.store(bytes.len() as u32, Ordering::Relaxed);
-            slot.state.store(READY, Ordering::Release);
-            self.header().pushed.fetch_add(1, Ordering::Release);
-            crate::state::futex_wake(&self.header().pushed);
-            return true;
+            Err(PushError::TooLarge) => false,
         }
-        self.count(Counter::QueueFull);
-        false
     }
 
     /// Takes every queued look-up (the loader only).
     pub fn drain(&self) -> Vec<Query> {
         let mut out = Vec::new();
-        for i in 0..QUEUE_SLOTS {
-            let slot = self.slot(i);
-            if slot.state.load(Ordering::Acquire) != READY {
-                continue;
-            }
-            let len = (slot.len.load(Ordering::Relaxed) as usize).min(SLOT_BYTES);
-            if let Some(q) = Query::decode(&slot.bytes[..len]) {
-                out.push(q);
-            }
-            slot.state.store(FREE, Ordering::Release);
-        }
+        self.header()
+            .queue
+            .drain(|bytes| out.extend(Query::decode(bytes)));
         out
     }
 
-    /// Wakes the loader's queue loop, as a push does (a look-up ended).
-    pub fn notify(&self) {
-        self.header().pushed.fetch_add(1, Ordering::Release);
-        crate::state::futex_wake(&self.header().pushed);
-    }
-
-    /// The push count, to wait on.
-    pub fn pushed(&self) -> u32 {
-        self.header().pushed.load(Ordering::Acquire)
-    }
-
-    /// Sleeps until a push after `seen`, at most `limit`.
-    pub fn wait(&self, seen: u32, limit: std::time::Duration) {
-        crate::state::futex_wait(&self.header().pushed, seen, limit);
+    /// The queue itself, for the loader to sleep on and be woken by.
+    pub fn queue(&self) -> &LookupQueue {
+        &self.header().queue
     }
 }
 
@@ -538,6 +477,8 @@ mod tests {
         );
     }
 
+    /// Queries go through the shared queue whole; a full queue is counted,
+    /// a query too large for a slot is not.
     #[test]
     fn queue() {
         let cache = Cache::new(16).unwrap();
@@ -548,10 +489,10 @@ mod tests {
             url: format!("http://127.0.0.1:8080/{n}"),
             timeout_ms: 2500,
         };
-        let seen = cache.pushed();
+        let seen = cache.queue().pushed();
         assert!(cache.push(&q(1)));
         assert!(cache.push(&q(2)));
-        assert_ne!(cache.pushed(), seen);
+        assert_ne!(cache.queue().pushed(), seen);
         let mut got = cache.drain();
         got.sort_by_key(|q| q.key);
         assert_eq!(got, [q(1), q(2)]);
@@ -567,39 +508,7 @@ mod tests {
             ..q(1)
         };
         assert!(!cache.push(&huge));
+        assert_eq!(cache.counter(Counter::QueueFull), 1);
         assert_eq!(Query::decode(&[0; 10]), None);
-    }
-
-    /// The loader sleeps on the queue and wakes at a push from another
-    /// process.
-    #[test]
-    fn wait_wakes_at_a_push() {
-        let cache = Cache::new(16).unwrap();
-        let seen = cache.pushed();
-        let start = Instant::now();
-        cache.wait(seen, Duration::from_millis(30));
-        assert!(start.elapsed() >= Duration::from_millis(25));
-        // SAFETY: the child only pushes and exits.
-        let child = unsafe { libc::fork() };
-        if child == 0 {
-            std::thread::sleep(Duration::from_millis(50));
-            let q = Query {
-                key: key(1),
-                cert: vec![1],
-                issuer: vec![2],
-                url: String::new(),
-                timeout_ms: 1,
-            };
-            cache.push(&q);
-            // SAFETY: _exit in the forked child.
-            unsafe { libc::_exit(0) };
-        }
-        let start = Instant::now();
-        cache.wait(seen, Duration::from_secs(5));
-        assert!(start.elapsed() < Duration::from_secs(2));
-        assert_eq!(cache.drain().len(), 1);
-        let mut status = 0;
-        // SAFETY: reaping our own child.
-        unsafe { libc::waitpid(child, &mut status, 0) };
     }
 }

@@ -17,22 +17,26 @@
 use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::io;
 
+use super::queue::{PushError, Queue};
 use crate::revocation::cdp::{hash, URL_MAX};
 
 /// How many URLs may wait in the queue.
 pub const QUEUE_SLOTS: usize = 32;
 
+/// The URLs waiting for the loader.
+pub type UrlQueue = Queue<QUEUE_SLOTS, URL_MAX>;
+
 #[repr(C)]
 struct Header {
     /// Entries of the registry that are complete.
     count: AtomicU32,
-    /// Bumped by every push, and a futex the loader waits on.
-    pushed: AtomicU32,
+    _pad: AtomicU32,
     /// URLs the loader refused: at the cap, or outside the prefixes.
     refused_cap: AtomicU64,
     refused_prefix: AtomicU64,
     /// URLs a worker could not queue: the queue was full.
     queue_full: AtomicU64,
+    queue: UrlQueue,
 }
 
 #[repr(C)]
@@ -40,17 +44,6 @@ struct Entry {
     hash: AtomicU64,
     len: AtomicU32,
     _pad: AtomicU32,
-    bytes: [u8; URL_MAX],
-}
-
-const FREE: u32 = 0;
-const WRITING: u32 = 1;
-const READY: u32 = 2;
-
-#[repr(C)]
-struct QueueSlot {
-    state: AtomicU32,
-    len: AtomicU32,
     bytes: [u8; URL_MAX],
 }
 
@@ -71,9 +64,9 @@ pub struct Registry {
 }
 
 // SAFETY: the mapping is accessed through atomics, but for the bytes of an
-// entry, written only before it is counted and read only after, and of a
-// queue slot, touched only by the process that owns it by its state; it
-// lives as long as the value.
+// entry, written only before it is counted and read only after, and the
+// queue's slots, which the queue hands to one process at a time; it lives
+// as long as the value.
 unsafe impl Send for Registry {}
 // SAFETY: as above.
 unsafe impl Sync for Registry {}
@@ -81,9 +74,7 @@ unsafe impl Sync for Registry {}
 impl Registry {
     /// A registry of at most `max` URLs.
     pub fn new(max: usize) -> io::Result<Registry> {
-        let len = size_of::<Header>()
-            + QUEUE_SLOTS * size_of::<QueueSlot>()
-            + max.max(1) * size_of::<Entry>();
+        let len = size_of::<Header>() + max.max(1) * size_of::<Entry>();
         // Zero-filled: no entry, every queue slot free.
         let ptr = super::map_shared_zeroed(len)?;
         Ok(Registry {
@@ -102,26 +93,10 @@ impl Registry {
         unsafe { &*self.base.cast::<Header>() }
     }
 
-    fn queue(&self, i: usize) -> *mut QueueSlot {
-        assert!(i < QUEUE_SLOTS);
-        // SAFETY: the slots follow the header, inside the mapping.
-        unsafe {
-            self.base
-                .add(size_of::<Header>())
-                .cast::<QueueSlot>()
-                .add(i)
-        }
-    }
-
     fn entry(&self, j: usize) -> *mut Entry {
         assert!(j < self.max);
-        // SAFETY: the entries follow the queue, inside the mapping.
-        unsafe {
-            self.base
-                .add(size_of::<Header>() + QUEUE_SLOTS * size_of::<QueueSlot>())
-                .cast::<Entry>()
-                .add(j)
-        }
+        // SAFETY: the entries follow the header, inside the mapping.
+        unsafe { self.base.add(size_of::<Header>()).cast::<Entry>().add(j) }
     }
 
     /// How many URLs are registered.
@@ -186,54 +161,28 @@ impl Registry {
     /// Queues `url` for the loader and wakes it. False where the queue is
     /// full (counted) or the URL too long.
     pub fn push(&self, url: &str) -> bool {
-        if url.len() > URL_MAX {
-            return false;
-        }
-        for i in 0..QUEUE_SLOTS {
-            let slot = self.queue(i);
-            // SAFETY: `slot` is inside the mapping; its state is atomic.
-            let state = unsafe { &(*slot).state };
-            if state
-                .compare_exchange(FREE, WRITING, Ordering::Acquire, Ordering::Relaxed)
-                .is_err()
-            {
-                continue;
+        match self.header().queue.push(url.as_bytes()) {
+            Ok(()) => true,
+            Err(PushError::Full) => {
+                self.header().queue_full.fetch_add(1, Ordering::Relaxed);
+                false
             }
-            // SAFETY: the slot is ours while its state is WRITING.
-            unsafe {
-                core::ptr::copy_nonoverlapping(
-                    url.as_ptr(),
-                    core::ptr::addr_of_mut!((*slot).bytes).cast::<u8>(),
-                    url.len(),
-                );
-                (*slot).len.store(url.len() as u32, Ordering::Relaxed);
-            }
-            state.store(READY, Ordering::Release);
-            self.header().pushed.fetch_add(1, Ordering::Release);
-            crate::state::futex_wake(&self.header().pushed);
-            return true;
+            Err(PushError::TooLarge) => false,
         }
-        self.header().queue_full.fetch_add(1, Ordering::Relaxed);
-        false
     }
 
     /// Takes every queued URL (the loader only).
     pub fn drain(&self) -> Vec<String> {
         let mut out = Vec::new();
-        for i in 0..QUEUE_SLOTS {
-            let slot = self.queue(i);
-            // SAFETY: inside the mapping; the bytes are read only once the
-            // state says READY, and given back after.
-            unsafe {
-                if (*slot).state.load(Ordering::Acquire) != READY {
-                    continue;
-                }
-                let len = ((*slot).len.load(Ordering::Relaxed) as usize).min(URL_MAX);
-                out.push(String::from_utf8_lossy(&(&(*slot).bytes)[..len]).into_owned());
-                (*slot).state.store(FREE, Ordering::Release);
-            }
-        }
+        self.header()
+            .queue
+            .drain(|bytes| out.push(String::from_utf8_lossy(bytes).into_owned()));
         out
+    }
+
+    /// The queue itself, for the loader to sleep on and be woken by.
+    pub fn queue(&self) -> &UrlQueue {
+        &self.header().queue
     }
 
     pub fn refused(&self, at_cap: bool) {
@@ -255,16 +204,6 @@ impl Registry {
             queue_full: h.queue_full.load(Ordering::Relaxed),
         }
     }
-
-    /// The push count, to wait on.
-    pub fn pushed(&self) -> u32 {
-        self.header().pushed.load(Ordering::Acquire)
-    }
-
-    /// Sleeps until a push after `seen`, at most `limit`.
-    pub fn wait(&self, seen: u32, limit: std::time::Duration) {
-        crate::state::futex_wait(&self.header().pushed, seen, limit);
-    }
 }
 
 impl Drop for Registry {
@@ -278,8 +217,7 @@ impl Drop for Registry {
 #[cfg(test)]
 mod tests {
     use super::{Registry, QUEUE_SLOTS};
-    use crate::revocation::cdp::hash;
-    use std::time::{Duration, Instant};
+    use crate::revocation::cdp::{hash, URL_MAX};
 
     #[test]
     fn registry_and_cap() {
@@ -323,11 +261,15 @@ mod tests {
         assert_eq!(r.url(1), "http://a/2.crl");
     }
 
+    /// URLs go through the shared queue whole; a full queue is counted, a
+    /// URL too long for a slot is not.
     #[test]
-    fn queue_across_processes() {
+    fn queue() {
         let r = Registry::new(4).unwrap();
+        let seen = r.queue().pushed();
         assert!(r.push("http://a/1.crl"));
         assert!(r.push("http://a/2.crl"));
+        assert_ne!(r.queue().pushed(), seen);
         let mut got = r.drain();
         got.sort();
         assert_eq!(got, ["http://a/1.crl", "http://a/2.crl"]);
@@ -338,22 +280,7 @@ mod tests {
         assert!(!r.push("http://a/full"));
         assert_eq!(r.counts().queue_full, 1);
         assert_eq!(r.drain().len(), QUEUE_SLOTS);
-
-        let seen = r.pushed();
-        // SAFETY: the child only pushes and exits.
-        let child = unsafe { libc::fork() };
-        if child == 0 {
-            std::thread::sleep(Duration::from_millis(50));
-            r.push("http://a/from-a-worker");
-            // SAFETY: _exit in the forked child.
-            unsafe { libc::_exit(0) };
-        }
-        let start = Instant::now();
-        r.wait(seen, Duration::from_secs(5));
-        assert!(start.elapsed() < Duration::from_secs(2));
-        assert_eq!(r.drain(), ["http://a/from-a-worker"]);
-        let mut status = 0;
-        // SAFETY: reaping our own child.
-        unsafe { libc::waitpid(child, &mut status, 0) };
+        assert!(!r.push(&format!("http://a/{}", "x".repeat(URL_MAX))));
+        assert_eq!(r.counts().queue_full, 1);
     }
 }

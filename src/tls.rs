@@ -7,6 +7,7 @@
 //! a verified certificate is read part by part on first use: a location
 //! without rules reads nothing of it.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, OnceLock};
 
 use foreign_types::ForeignTypeRef;
@@ -56,6 +57,9 @@ pub struct Chain {
     /// The connection's last request that passed, so that the next ones in
     /// the same location skip the look-ups while no table changed.
     passed: Mutex<Option<Passed>>,
+    /// Whether a request of the connection was already passed by
+    /// `mtls_crl_cdp optional` without a CRL, with its warning.
+    warned_without_crl: AtomicBool,
 }
 
 /// Where and until when a connection's certificate passed.
@@ -82,7 +86,20 @@ impl Chain {
             leaf: OnceLock::new(),
             ca_links: OnceLock::new(),
             passed: Mutex::new(None),
+            warned_without_crl: AtomicBool::new(false),
         }
+    }
+
+    /// Whether the connection's requests passed without a CRL were warned
+    /// about already.
+    pub fn warned_without_crl(&self) -> bool {
+        self.warned_without_crl.load(Ordering::Relaxed)
+    }
+
+    /// Records that a request of the connection was passed without a CRL,
+    /// with a warning.
+    pub fn set_warned_without_crl(&self) {
+        self.warned_without_crl.store(true, Ordering::Relaxed);
     }
 
     /// Whether the certificate passed in `location` at `epoch`, with every

@@ -9,6 +9,8 @@ use std::cell::RefCell;
 use std::collections::HashSet;
 
 use ngx::ffi::{ngx_log_t, NGX_LOG_WARN};
+use ngx::log::DebugMask;
+use ngx::ngx_log_debug;
 
 use crate::conf::MainConf;
 use crate::revocation::cdp::CdpUrl;
@@ -78,22 +80,33 @@ fn warn_once(url: &CdpUrl, why: &str, log: *mut ngx_log_t) {
     }
 }
 
-/// `mtls_crl_cdp optional`: the link passes without a CRL, with a warning.
-pub fn passed_without_crl(link: &Link, slots: &[usize], log: *mut ngx_log_t) {
+/// `mtls_crl_cdp optional`: the link passes without a CRL, with a
+/// warning where `warn` (the connection's first such request), else at
+/// debug level.
+pub fn passed_without_crl(link: &Link, slots: &[usize], warn: bool, log: *mut ngx_log_t) {
     let role = if link.is_ca {
         "a CA of the chain"
     } else {
         "the leaf"
     };
-    ngx::ngx_log_error!(
-        NGX_LOG_WARN,
-        log,
-        "mtls: no CRL in force for the issuer of {role} (serial {}){}, passed by \"mtls_crl_cdp optional\"",
-        link.serial,
-        if slots.is_empty() {
-            ", none of its distribution points is fetched yet"
-        } else {
-            ""
-        }
-    );
+    let pending = if slots.is_empty() {
+        ", none of its distribution points is fetched yet"
+    } else {
+        ""
+    };
+    if warn {
+        ngx::ngx_log_error!(
+            NGX_LOG_WARN,
+            log,
+            "mtls: no CRL in force for the issuer of {role} (serial {}){pending}, passed by \"mtls_crl_cdp optional\"",
+            link.serial,
+        );
+    } else {
+        ngx_log_debug!(
+            mask: DebugMask::Http,
+            log,
+            "mtls: no CRL in force for the issuer of {role} (serial {}){pending}, passed by \"mtls_crl_cdp optional\", warned on this connection before",
+            link.serial,
+        );
+    }
 }

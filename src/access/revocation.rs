@@ -133,6 +133,10 @@ pub fn check(
     };
     // Discovered sources looked at beyond the links' own.
     let mut others: Vec<usize> = Vec::new();
+    // `mtls_crl_cdp optional` warns once per connection: while a CRL is
+    // being fetched, each request of a keep-alive, HTTP/2 or HTTP/3
+    // connection is decided again, and would write the same line.
+    let warn_without_crl = !chain.warned_without_crl();
     for (n, link) in std::iter::once(leaf).chain(cas).enumerate() {
         let mut covered = None;
         let role = if link.is_ca {
@@ -204,7 +208,8 @@ pub fn check(
         }
         if covered.is_none() {
             if lcf.crl_cdp == CDP_OPTIONAL {
-                cdp::passed_without_crl(link, cdp_slots, log);
+                cdp::passed_without_crl(link, cdp_slots, warn_without_crl, log);
+                chain.set_warned_without_crl();
                 continue;
             }
             return Err(Failure {

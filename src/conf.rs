@@ -126,7 +126,7 @@ impl Merge for LocConf {
         if self.crl_cdp != CDP_OFF && self.policy.crls.is_none() {
             self.policy.crls = Some(Arc::from([]));
         }
-        note_grace(&self.policy, self.crl_grace);
+        note_grace(&self.policy, self.crl_grace, self.crl_cdp != CDP_OFF);
         Ok(())
     }
 }

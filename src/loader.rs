@@ -508,13 +508,8 @@ impl Loader {
             }
             self.shared.with_table(i, |table| {
                 for info in table.iter().flat_map(|t| t.issuers()) {
-                    if now <= info.next_update {
+                    let Some(state) = stale(now, info.next_update, source.grace) else {
                         continue;
-                    }
-                    let state = if now <= info.next_update.saturating_add(source.grace) {
-                        "within \"mtls_crl_grace\", certificates of its issuer still pass"
-                    } else {
-                        "certificates of its issuer are denied"
                     };
                     out.push(format!(
                         "CRL in \"{}\" is past its nextUpdate {}, {state}",
@@ -528,16 +523,45 @@ impl Loader {
     }
 }
 
+/// What a staleness warning says of a CRL with `next_update` at `now`,
+/// where the smallest `mtls_crl_grace` among its users is `grace`, as the
+/// access check decides (denied once `now` is past nextUpdate plus the
+/// grace); `None` while it is fresh.
+pub fn stale(now: i64, next_update: i64, grace: i64) -> Option<&'static str> {
+    if now <= next_update {
+        None
+    } else if now <= next_update.saturating_add(grace) {
+        Some("within \"mtls_crl_grace\", certificates of its issuer still pass")
+    } else {
+        Some("certificates of its issuer are denied")
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::sync::Arc;
     use std::time::Duration;
 
-    use super::{FileId, Kind, Loader, Source};
+    use super::{stale, FileId, Kind, Loader, Source};
     use crate::state::Shared;
 
     /// What a loader process started after another one died learns of the
     /// files its predecessor read.
+    /// The warning goes by the grace as the access check does: denied
+    /// only past nextUpdate plus the grace.
+    #[test]
+    fn staleness_within_and_past_grace() {
+        assert_eq!(stale(100, 100, 0), None);
+        assert_eq!(stale(99, 100, i64::MAX), None);
+        assert!(stale(101, 100, 0).unwrap().contains("denied"));
+        assert!(stale(150, 100, 60).unwrap().contains("still pass"));
+        assert!(stale(160, 100, 60).unwrap().contains("still pass"));
+        assert!(stale(161, 100, 60).unwrap().contains("denied"));
+        assert!(stale(i64::MAX, 100, i64::MAX)
+            .unwrap()
+            .contains("still pass"));
+    }
+
     #[test]
     fn remembers_what_was_published() {
         let path = std::env::temp_dir().join(format!("mtls-remember-{}", std::process::id()));

@@ -89,6 +89,7 @@ pub unsafe fn start(cycle: *mut ngx_cycle_t, mcf: &MainConf) {
         allowed: mcf.cdp.allowed.clone(),
         base: mcf.cdp.base,
         cache_dir: mcf.cache_dir.clone().unwrap_or_default(),
+        grace: mcf.cdp.grace,
     });
     let log = (*cycle).log;
     let child = match spawn(&loader, ocsp.as_ref(), cdp.as_ref()) {

@@ -8,8 +8,8 @@
 # URL outside the allowed prefixes or with a dot segment never fetched, the
 # cap, revocation at the CA picked up on an open keep-alive connection, the
 # status page, a restart with the server down that starts from the kept
-# copies, a discovered CRL past its nextUpdate, and the errors of the
-# directives at "nginx -t".
+# copies, a stale discovered CRL within and past mtls_crl_grace, and the
+# errors of the directives at "nginx -t".
 
 ###############################################################################
 
@@ -32,7 +32,7 @@ select STDERR; $| = 1;
 select STDOUT; $| = 1;
 
 my $t = Test::Nginx->new()->has(qw/http http_ssl/)
-	->has_daemon('openssl')->plan(68);
+	->has_daemon('openssl')->plan(73);
 
 my $nginx_conf = <<'EOF';
 
@@ -212,7 +212,7 @@ ok(Mtls::wait_log($t, $mark,
 $mark = Mtls::log_mark($t);
 {
 	my $ka = Mtls::KeepAlive->new(port => port(8444), cert => "$d/olga");
-	my @passed = map { ka_outcome($ka->get('/')) } 1 .. 20;
+	my @passed = map { outcome($ka->get('/')) } 1 .. 20;
 	is(join(',', @passed), join(',', ('200 allow') x 20),
 		'optional, keep-alive: 20 requests passed before the CRL is loaded');
 	$ka->close();
@@ -331,7 +331,15 @@ ok(Mtls::wait_for(sub {
 	($src->("$base/crl/int.crl")->{fetch}{failures} // 0) > 0 }),
 	'restart: the loader keeps trying');
 
-# a discovered CRL past its nextUpdate: crl_stale, and a warning
+# a discovered CRL past its nextUpdate, with no mtls_crl_grace: crl_stale,
+# and a warning that says so
+
+my $stale = qr/\[warn\].*CRL discovered at "\Q$base\E\/crl\/olga\.crl" is past its nextUpdate \S+, (.*)$/;
+my $stale_says = sub {
+	my ($mark, $timeout) = @_;
+	my $line = Mtls::wait_log($t, $mark, $stale, $timeout // 5);
+	return $line =~ $stale ? $1 : '';
+};
 
 $http = MtlsHttp::start(port(8081), "$d/www");
 $mark = Mtls::log_mark($t);
@@ -339,12 +347,45 @@ $pki->crl('olga.crl.stale', ca => 'int2', number => 2,
 	lastupdate => Mtls::asn1_time(time() - 7200),
 	nextupdate => Mtls::asn1_time(time() - 3600));
 Mtls::write_atomic("$d/www/crl/olga.crl", Mtls::slurp("$d/olga.crl.stale"));
-ok(Mtls::wait_log($t, $mark,
-	qr/\[warn\].*CRL discovered at "\Q$base\E\/crl\/olga\.crl" is past its nextUpdate/, 8),
+is($stale_says->($mark, 8), 'certificates of its issuer are denied',
 	'stale: warning');
 is(outcome(https_get(port(8443), '/', "$d/olga")), '403 deny crl_stale',
 	'stale: crl_stale');
 MtlsHttp::stop($http);
+
+# the warning goes by mtls_crl_grace as the decision does: an hour past
+# nextUpdate is past a grace of 30 minutes, and within one of 2 hours
+
+my $with_grace = sub {
+	my ($grace) = @_;
+	$t->write_file_expand('nginx.conf', $nginx_conf
+		=~ s/(mtls_crl_cdp_max 3;)/$1\n    mtls_crl_grace $grace;/r);
+	Mtls::reload($t);
+};
+
+$with_grace->('30m');
+$mark = Mtls::log_mark($t);
+is($stale_says->($mark), 'certificates of its issuer are denied',
+	'past the grace: warning');
+is(outcome(https_get(port(8443), '/', "$d/olga")), '403 deny crl_stale',
+	'past the grace: crl_stale');
+
+$with_grace->('2h');
+$mark = Mtls::log_mark($t);
+is($stale_says->($mark),
+	'within "mtls_crl_grace", certificates of its issuer still pass',
+	'within the grace: warning');
+is(outcome(https_get(port(8443), '/', "$d/olga")), '200 allow',
+	'within the grace: allowed');
+my @said;
+Mtls::wait_for(sub {
+	@said = map { /$stale/ ? $1 : () }
+		split /\n/, substr(Mtls::slurp("$d/error.log"), $mark);
+	@said >= 2;
+});
+is_deeply([ sort { $a cmp $b } keys %{{ map { $_ => 1 } @said }} ],
+	[ 'within "mtls_crl_grace", certificates of its issuer still pass' ],
+	'within the grace: no warning says denied (' . scalar(@said) . ' rounds)');
 
 # configuration errors
 

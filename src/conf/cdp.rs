@@ -48,6 +48,9 @@ pub struct CdpMain {
     pub pending: Vec<(String, Option<Loaded>)>,
     /// Set once the configuration is accepted (not under `nginx -t`).
     pub registry: Option<Arc<Registry>>,
+    /// The smallest `mtls_crl_grace` where discovery is on, seconds: what
+    /// the warnings about stale discovered CRLs go by.
+    pub grace: i64,
 }
 
 impl Default for CdpMain {
@@ -59,6 +62,7 @@ impl Default for CdpMain {
             base: 0,
             pending: Vec::new(),
             registry: None,
+            grace: i64::MAX,
         }
     }
 }

@@ -29,9 +29,15 @@ std::thread_local! {
     /// thread that parses it) and read by [`init_revocation`].
     static GRACES: core::cell::RefCell<Vec<(usize, time_t)>> =
         const { core::cell::RefCell::new(Vec::new()) };
+    /// The same for the CRLs discovered by `mtls_crl_cdp`: the smallest
+    /// `mtls_crl_grace` where it is not off.
+    static CDP_GRACE: core::cell::Cell<time_t> = const { core::cell::Cell::new(time_t::MAX) };
 }
 
-pub(super) fn note_grace(policy: &Policy, grace: time_t) {
+pub(super) fn note_grace(policy: &Policy, grace: time_t, cdp: bool) {
+    if cdp {
+        CDP_GRACE.with(|g| g.set(g.get().min(grace)));
+    }
     GRACES.with(|g| {
         let mut g = g.borrow_mut();
         for &i in policy.crls.as_deref().unwrap_or_default() {
@@ -47,6 +53,7 @@ pub(super) fn note_grace(policy: &Policy, grace: time_t) {
 /// one) collected.
 pub fn begin() {
     GRACES.with(|g| g.borrow_mut().clear());
+    CDP_GRACE.with(|g| g.set(time_t::MAX));
 }
 
 impl MainConf {
@@ -189,6 +196,7 @@ pub unsafe fn init_revocation(cf: *mut ngx_conf_t) -> Result<(), ConfError> {
             source.grace = source.grace.min(grace);
         }
     }
+    mcf.cdp.grace = CDP_GRACE.with(|g| g.replace(time_t::MAX));
     for file in &ca_files {
         let certs = std::fs::read(file)
             .map_err(CaFileError::from)

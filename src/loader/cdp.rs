@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use super::http::Validators;
 use super::process::Link;
 use super::url::{self, UrlSource};
-use super::{now, Fetching, Loader, Reload, Source};
+use super::{now, stale, Fetching, Loader, Reload, Source};
 use crate::revocation::cdp::{longest_prefix, normalise};
 use crate::revocation::Kind;
 use crate::state::cdp::Registry;
@@ -38,6 +38,8 @@ pub struct Discovery {
     /// The slot of the first discovered source.
     pub base: usize,
     pub cache_dir: PathBuf,
+    /// The smallest `mtls_crl_grace` where discovery is on, seconds.
+    pub grace: i64,
 }
 
 /// Where the copy of a discovered URL is kept: apart from the copies of
@@ -138,9 +140,9 @@ impl Discovery {
         for j in 0..self.registry.len() {
             shared.with_table(self.base + j, |table| {
                 for info in table.iter().flat_map(|t| t.issuers()) {
-                    if now > info.next_update {
+                    if let Some(state) = stale(now, info.next_update, self.grace) {
                         out.push(format!(
-                            "CRL discovered at \"{}\" is past its nextUpdate {}, certificates of its issuer are denied past \"mtls_crl_grace\"",
+                            "CRL discovered at \"{}\" is past its nextUpdate {}, {state}",
                             self.registry.url(j),
                             crate::identity::rfc3339(info.next_update)
                         ));

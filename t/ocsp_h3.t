@@ -5,9 +5,10 @@
 # look-up (at "openssl ocsp" behind a proxy that answers after a second)
 # and is resumed: allowed when good, denied when revoked, while other QUIC
 # connections are served.  A certificate revoked at the responder is denied
-# on the next request of a QUIC connection opened before, within the
-# refresh interval.  Where nginx was built without HTTP/3, checks that it
-# refuses "quic" with OCSP configured.
+# on the next request of a QUIC connection opened before, and on a QUIC
+# connection that resumes a TLS session of before (a session ticket),
+# within the refresh interval.  Where nginx was built without HTTP/3, checks
+# that it refuses "quic" with OCSP configured.
 
 ###############################################################################
 
@@ -36,8 +37,9 @@ my $t = Test::Nginx->new()->has(qw/http http_ssl/)->has_daemon('openssl');
 unless ($t->has_module('http_v3')) {
 	$t->plan(1);
 
-	diag('nginx was built without --with-http_v3_module: '
-		. 'checking that it refuses "listen ... quic"');
+	diag('nginx was built without --with-http_v3_module: no OCSP over '
+		. 'HTTP/3 and no resumed QUIC session to test; checking that it '
+		. 'refuses "listen ... quic"');
 
 	like(Mtls::nginx_t($t, <<'EOF'), qr/\[emerg\] invalid parameter "quic" in /,
 
@@ -69,7 +71,7 @@ if (my $missing = Mtls::H3::missing()) {
 	exit;
 }
 
-$t->plan(21);
+$t->plan(27);
 
 my $d = $t->testdir();
 my $real = port(8081);
@@ -94,6 +96,7 @@ http {
     add_header X-Decision \$mtls_decision always;
     add_header X-Reason \$mtls_reason always;
     add_header X-Proto \$server_protocol always;
+    add_header X-Reused \$ssl_session_reused always;
 
     server {
         listen       127.0.0.1:%%PORT_8443%% ssl;
@@ -148,7 +151,7 @@ my $pki = Mtls::PKI->new($d);
 $pki->ca('ca', subj => '/CN=OCSP H3 CA');
 $pki->leaf('localhost', ca => 'ca', eku => 'serverAuth');
 
-my @clients = qw/alice bob mallory carol dave hank/;
+my @clients = qw/alice bob mallory carol dave hank gina/;
 $pki->leaf($_, ca => 'ca', ocsp => "http://127.0.0.1:$real/") for @clients;
 
 sub index_with {
@@ -170,8 +173,24 @@ $t->run();
 ###############################################################################
 
 sub h3 {
-	my ($cert) = @_;
-	return Mtls::H3->new(port => port(8943, udp => 1), cert => "$d/$cert");
+	my ($cert, %o) = @_;
+	return Mtls::H3->new(port => port(8943, udp => 1), cert => "$d/$cert",
+		%o);
+}
+
+# one request to $uri on a new QUIC connection that resumes the session of
+# the ticket $cert's connections saved; also the client's view of the
+# handshake
+
+sub resumed {
+	my ($cert, $uri) = @_;
+
+	my $h3 = h3($cert, ticket => "$d/$cert.ticket", resume => 1) or return;
+	my $r = $h3->get($uri);
+	my $info = $h3->info();
+	$h3->close();
+
+	return ($r, $info);
 }
 
 # one request on a new QUIC connection in a child process; returns a sub
@@ -244,16 +263,27 @@ is(Mtls::outcome($hank && $hank->get('/down')), '403 deny ocsp_unavailable',
 	'responder down: denied');
 $hank->close() if $hank;
 
-# revoked at the responder while QUIC connections are open: denied on the
-# next request of the connection, within the refresh interval
+# revoked at the responder while QUIC connections are open, and while a
+# client holds a session ticket: denied on the next request of the
+# connection, and on a connection that resumes the session, within the
+# refresh interval
 
 my $carol = h3('carol');
 my $dave = h3('dave');
 is(Mtls::outcome($carol && $carol->get('/')), '200 allow', 'live: carol');
 is(Mtls::outcome($dave && $dave->get('/')), '200 allow', 'live: dave');
 
+my $gina = h3('gina', ticket => "$d/gina.ticket");
+is(Mtls::outcome($gina && $gina->get('/')), '200 allow', 'live: gina');
+ok($gina && $gina->ticket(), 'live: gina has a session ticket');
+$gina->close() if $gina;
+
+my ($rr, $rinfo) = resumed('gina', '/');
+is(Mtls::outcome($rr) . ' ' . (Mtls::header($rr, 'X-Reused') // ''),
+	'200 allow r', 'live: gina resumed her session, allowed');
+
 $responder->stop();
-index_with('mallory', 'carol');
+index_with('mallory', 'carol', 'gina');
 $responder->start();
 my $start = Time::HiRes::time();
 
@@ -270,6 +300,19 @@ diag(sprintf('revocation seen on the QUIC connection after %.2f s', $took));
 my $info = $carol && $carol->info();
 is($info && $info->{handshake} && !$info->{terminated} ? 1 : 0, 1,
 	'live: the same connection');
+
+$denied = Mtls::wait_for(sub {
+	($rr, $rinfo) = resumed('gina', '/');
+	Mtls::outcome($rr) eq '403 deny revoked'
+}, 8);
+$took = Time::HiRes::time() - $start;
+ok($denied, 'live: gina denied on a resumed session');
+cmp_ok($took, '<', 5,
+	'live: resumed, within the refresh interval and a look-up');
+diag(sprintf('revocation seen on a resumed QUIC session after %.2f s', $took));
+is(join(' ', (map { Mtls::header($rr, $_) // '' } qw/X-Reused X-Proto/),
+	$rinfo && $rinfo->{resumed} ? 'resumed' : 'full handshake'),
+	'r HTTP/3.0 resumed', 'live: the session was resumed, over HTTP/3');
 is(Mtls::outcome($dave && $dave->get('/')), '200 allow',
 	'live: dave goes on');
 is(Mtls::outcome($bob && $bob->get('/')), '200 allow',

@@ -6,10 +6,10 @@
 # path it is asked for.  The first request before the CRL is loaded (denied,
 # or passed under "optional" with a warning, once per connection), a CDP
 # URL outside the allowed prefixes or with a dot segment never fetched, the
-# cap, revocation at the CA picked up on an open keep-alive connection, the
-# status page, a restart with the server down that starts from the kept
-# copies, a stale discovered CRL within and past mtls_crl_grace, and the
-# errors of the directives at "nginx -t".
+# cap (also across reloads), revocation at the CA picked up on an open
+# keep-alive connection, the status page, a restart with the server down
+# that starts from the kept copies, a stale discovered CRL within and past
+# mtls_crl_grace, and the errors of the directives at "nginx -t".
 
 ###############################################################################
 
@@ -32,7 +32,7 @@ select STDERR; $| = 1;
 select STDOUT; $| = 1;
 
 my $t = Test::Nginx->new()->has(qw/http http_ssl/)
-	->has_daemon('openssl')->plan(73);
+	->has_daemon('openssl')->plan(78);
 
 my $nginx_conf = <<'EOF';
 
@@ -301,6 +301,27 @@ is(outcome(https_get(port(8443), '/', "$d/alice")), '200 allow',
 	'reload: alice allowed from the first request');
 is($src->("$base/crl/int.crl")->{kind}, 'crl_cdp',
 	'reload: the discovered URL still listed');
+
+# the cap holds across a reload, since the URLs taken on are kept: dave's is
+# refused again; a reload with a higher mtls_crl_cdp_max takes it on
+
+$mark = Mtls::log_mark($t);
+is(outcome(https_get(port(8443), '/', "$d/dave")), '403 deny crl_missing',
+	'reload: beyond the cap still');
+ok(Mtls::wait_log($t, $mark,
+	qr/\[error\].*"\Q$base\E\/crl\/dave\.crl" not fetched: "mtls_crl_cdp_max" 3 reached/),
+	'reload: refused again, with its error line');
+
+$t->write_file_expand('nginx.conf',
+	$nginx_conf =~ s/mtls_crl_cdp_max 3;/mtls_crl_cdp_max 4;/r);
+Mtls::reload($t);
+$mark = Mtls::log_mark($t);
+is(outcome(https_get(port(8443), '/', "$d/dave")), '403 deny crl_missing',
+	'higher cap: the first request, before the CRL is loaded');
+ok(Mtls::wait_log($t, $mark, qr/fetched "\Q$base\E\/crl\/dave\.crl"/),
+	'higher cap: fetched');
+is(outcome(https_get(port(8443), '/', "$d/dave")), '200 allow',
+	'higher cap: allowed');
 
 # revoked at the CA while a keep-alive connection is open: denied within
 # the refresh interval (1s)

@@ -19,6 +19,8 @@
 use core::sync::atomic::{fence, AtomicI64, AtomicU64, AtomicU8, Ordering};
 use std::io;
 
+use crate::state::SharedRegion;
+
 /// How many certificates each worker keeps, and the status shows.
 pub const SOONEST: usize = 20;
 
@@ -71,16 +73,10 @@ struct Entry {
 
 /// The shared data of one configuration.
 pub struct Zone {
-    header: *mut Header,
-    len: usize,
+    /// Accessed only through atomics.
+    region: SharedRegion,
     workers: usize,
 }
-
-// SAFETY: the mapping is only accessed through atomics, and lives as long
-// as the configuration that owns this value.
-unsafe impl Send for Zone {}
-// SAFETY: as above.
-unsafe impl Sync for Zone {}
 
 /// What the status shows.
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -111,26 +107,29 @@ impl Zone {
         let workers = workers.max(1);
         let len =
             core::mem::size_of::<Header>() + workers * SOONEST * core::mem::size_of::<Entry>();
-        let ptr = crate::state::map_shared_zeroed(len)?;
         Ok(Zone {
-            header: ptr.cast(),
-            len,
+            region: SharedRegion::new_zeroed(len)?,
             workers,
         })
     }
 
+    fn header_ptr(&self) -> *mut Header {
+        self.region.as_ptr().cast()
+    }
+
     fn header(&self) -> &Header {
         // SAFETY: the header is at the start of the live mapping.
-        unsafe { &*self.header }
+        unsafe { &*self.header_ptr() }
     }
 
     /// The table of `worker`, which must be below `workers`.
     fn table(&self, worker: usize) -> &[Entry] {
         assert!(worker < self.workers);
-        // SAFETY: the tables follow the header inside the mapping of `len`
-        // bytes, one per worker, and `worker` is in bounds.
+        // SAFETY: the tables follow the header inside the mapping, sized in
+        // `new` for one per worker, and `worker` is in bounds.
         unsafe {
-            let first = self.header.add(1).cast::<Entry>().add(worker * SOONEST);
+            let tables = self.header_ptr().add(1).cast::<Entry>();
+            let first = tables.add(worker * SOONEST);
             core::slice::from_raw_parts(first, SOONEST)
         }
     }
@@ -223,14 +222,6 @@ impl Zone {
             remaining_sum: h.remaining_sum.load(Ordering::Relaxed),
             soonest: all,
         }
-    }
-}
-
-impl Drop for Zone {
-    fn drop(&mut self) {
-        // SAFETY: the mapping of `len` bytes made in `new`; nothing borrows
-        // from it once its owner is dropped.
-        unsafe { libc::munmap(self.header.cast(), self.len) };
     }
 }
 

@@ -28,8 +28,10 @@ use crate::revocation::Table;
 pub mod cdp;
 pub mod fetch;
 pub mod queue;
+mod region;
 
 pub use fetch::FetchStatus;
+pub(crate) use region::SharedRegion;
 
 const SHM_DIR: &str = "/dev/shm";
 /// Room for an error message; longer ones are cut (at a character).
@@ -181,39 +183,11 @@ struct Control {
 
 /// The control block of one configuration and the names of its tables.
 pub struct Shared {
-    control: *mut Control,
-    len: usize,
+    /// The control block, then the slots; accessed only through atomics.
+    region: SharedRegion,
     sources: usize,
     /// Names this configuration's files in /dev/shm.
     token: String,
-}
-
-// SAFETY: the control block is only accessed through atomics, and the
-// mapping lives as long as the configuration that owns this value.
-unsafe impl Send for Shared {}
-// SAFETY: as above.
-unsafe impl Sync for Shared {}
-
-/// A fresh anonymous mapping of `len` bytes, shared with the processes
-/// forked after it (workers, the loader), and zero-filled by the kernel:
-/// a valid initial state for every atomic its users keep in it.
-pub(crate) fn map_shared_zeroed(len: usize) -> io::Result<*mut libc::c_void> {
-    // SAFETY: with a null hint and no file, mmap only makes a new mapping,
-    // touching no memory of ours; its result is checked before use.
-    let ptr = unsafe {
-        libc::mmap(
-            core::ptr::null_mut(),
-            len,
-            libc::PROT_READ | libc::PROT_WRITE,
-            libc::MAP_SHARED | libc::MAP_ANONYMOUS,
-            -1,
-            0,
-        )
-    };
-    if ptr == libc::MAP_FAILED {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(ptr)
 }
 
 /// Sleeps until `word`, a counter in a shared mapping, is no longer
@@ -253,12 +227,11 @@ pub(crate) fn futex_wake(word: &core::sync::atomic::AtomicU32) {
 impl Shared {
     pub fn new(sources: usize) -> io::Result<Shared> {
         let len = core::mem::size_of::<Control>() + sources * core::mem::size_of::<Slot>();
-        let ptr = map_shared_zeroed(len)?;
+        let region = SharedRegion::new_zeroed(len)?;
         let mut random = [0u8; 8];
         openssl::rand::rand_bytes(&mut random).map_err(io::Error::other)?;
         Ok(Shared {
-            control: ptr.cast(),
-            len,
+            region,
             sources,
             token: format!(
                 "ngx_mtls.{}.{:016x}",
@@ -268,22 +241,26 @@ impl Shared {
         })
     }
 
+    fn control(&self) -> *mut Control {
+        self.region.as_ptr().cast()
+    }
+
     pub fn slot(&self, source: usize) -> &Slot {
         assert!(source < self.sources);
-        // SAFETY: the slots follow the control header inside the mapping of
-        // `len` bytes, and `source` is in bounds.
-        unsafe { &*self.control.add(1).cast::<Slot>().add(source) }
+        // SAFETY: the slots follow the control header inside the mapping,
+        // sized in `new` for `sources` of them, and `source` is in bounds.
+        unsafe { &*self.control().add(1).cast::<Slot>().add(source) }
     }
 
     pub fn counter(&self, index: usize) -> &AtomicU64 {
         // SAFETY: the header is at the start of the live mapping.
-        unsafe { &(*self.control).counters[index % COUNTERS] }
+        unsafe { &(*self.control()).counters[index % COUNTERS] }
     }
 
     /// Changes whenever a table is published, after its generation.
     pub fn epoch(&self) -> u64 {
         // SAFETY: the header is at the start of the live mapping.
-        unsafe { (*self.control).epoch.load(Ordering::Acquire) }
+        unsafe { (*self.control()).epoch.load(Ordering::Acquire) }
     }
 
     fn table_path(&self, source: usize, generation: u64) -> PathBuf {
@@ -325,7 +302,7 @@ impl Shared {
         slot.set_loading(false);
         slot.generation.store(new, Ordering::Release);
         // SAFETY: the header is at the start of the live mapping.
-        unsafe { (*self.control).epoch.fetch_add(1, Ordering::Release) };
+        unsafe { (*self.control()).epoch.fetch_add(1, Ordering::Release) };
         if old != 0 {
             let old = self.table_path(source, old);
             let _ = std::fs::remove_file(summary_path(&old));
@@ -376,14 +353,6 @@ fn summary_path(table: &std::path::Path) -> PathBuf {
     let mut name = table.as_os_str().to_owned();
     name.push(".summary");
     PathBuf::from(name)
-}
-
-impl Drop for Shared {
-    fn drop(&mut self) {
-        // SAFETY: `control` is the mapping of `len` bytes made in `new`,
-        // and nothing borrows from it once its owner is dropped.
-        unsafe { libc::munmap(self.control.cast(), self.len) };
-    }
 }
 
 /// A table file mapped read-only, with its table checked once.
@@ -462,7 +431,7 @@ impl Shared {
     /// Calls `f` with the current table of `source`, or `None` while no
     /// valid table was ever published. Maps a newer generation first.
     pub fn with_table<R>(&self, source: usize, f: impl FnOnce(Option<Table<'_>>) -> R) -> R {
-        let key = (self.control as usize, source);
+        let key = (self.control() as usize, source);
         MAPPINGS.with(|cell| {
             let mut maps = cell.borrow_mut();
             let current = self.slot(source).generation();
@@ -489,7 +458,7 @@ impl Shared {
     /// table: not where mapping a newer one failed and the one before stayed
     /// in use.
     pub fn maps_current(&self, source: usize) -> bool {
-        let key = (self.control as usize, source);
+        let key = (self.control() as usize, source);
         let current = self.slot(source).generation();
         MAPPINGS.with(|cell| {
             cell.borrow()
@@ -500,7 +469,7 @@ impl Shared {
 
     /// Drops this worker's mappings of this control block.
     pub fn unmap_all(&self) {
-        let control = self.control as usize;
+        let control = self.control() as usize;
         MAPPINGS.with(|cell| cell.borrow_mut().retain(|(c, _, _)| *c != control));
     }
 }

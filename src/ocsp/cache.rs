@@ -16,6 +16,7 @@ use std::io;
 
 use super::CertKey;
 use crate::state::queue::{PushError, Queue};
+use crate::state::SharedRegion;
 
 /// What an entry holds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -163,17 +164,11 @@ impl Query {
 
 /// The mapping.
 pub struct Cache {
-    base: *mut u8,
-    len: usize,
+    /// Accessed only through atomics, but for the queue's slots, which the
+    /// queue hands to one process at a time.
+    region: SharedRegion,
     entries: usize,
 }
-
-// SAFETY: the mapping is only accessed through atomics, but for the
-// queue's slots, which the queue hands to one process at a time; it lives
-// as long as the value.
-unsafe impl Send for Cache {}
-// SAFETY: as above.
-unsafe impl Sync for Cache {}
 
 impl Cache {
     /// A cache of `entries` answers (at least `PROBES`).
@@ -181,10 +176,8 @@ impl Cache {
         let entries = entries.max(PROBES);
         let len = size_of::<Header>() + entries * size_of::<RawEntry>();
         // Zero-filled, so the queue starts empty and every entry free.
-        let ptr = crate::state::map_shared_zeroed(len)?;
         Ok(Cache {
-            base: ptr.cast(),
-            len,
+            region: SharedRegion::new_zeroed(len)?,
             entries,
         })
     }
@@ -195,13 +188,14 @@ impl Cache {
 
     fn header(&self) -> &Header {
         // SAFETY: the header is at the start of the live mapping.
-        unsafe { &*self.base.cast::<Header>() }
+        unsafe { &*self.region.as_ptr().cast::<Header>() }
     }
 
     fn raw(&self, i: usize) -> &RawEntry {
         assert!(i < self.entries);
+        let base = self.region.as_ptr();
         // SAFETY: the entries follow the header, inside the mapping.
-        unsafe { &*self.base.add(size_of::<Header>()).cast::<RawEntry>().add(i) }
+        unsafe { &*base.add(size_of::<Header>()).cast::<RawEntry>().add(i) }
     }
 
     pub fn generation(&self) -> u64 {
@@ -384,14 +378,6 @@ impl Cache {
     /// The queue itself, for the loader to sleep on and be woken by.
     pub fn queue(&self) -> &LookupQueue {
         &self.header().queue
-    }
-}
-
-impl Drop for Cache {
-    fn drop(&mut self) {
-        // SAFETY: the mapping made in `new`; nothing borrows from it once
-        // its owner is dropped.
-        unsafe { libc::munmap(self.base.cast(), self.len) };
     }
 }
 

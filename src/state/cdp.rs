@@ -18,6 +18,7 @@ use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::io;
 
 use super::queue::{PushError, Queue};
+use super::SharedRegion;
 use crate::revocation::cdp::{hash, URL_MAX};
 
 /// How many URLs may wait in the queue.
@@ -58,28 +59,20 @@ pub struct Counts {
 
 /// The mapping.
 pub struct Registry {
-    base: *mut u8,
-    len: usize,
+    /// Accessed through atomics, but for the bytes of an entry, written
+    /// only before it is counted and read only after, and the queue's
+    /// slots, which the queue hands to one process at a time.
+    region: SharedRegion,
     max: usize,
 }
-
-// SAFETY: the mapping is accessed through atomics, but for the bytes of an
-// entry, written only before it is counted and read only after, and the
-// queue's slots, which the queue hands to one process at a time; it lives
-// as long as the value.
-unsafe impl Send for Registry {}
-// SAFETY: as above.
-unsafe impl Sync for Registry {}
 
 impl Registry {
     /// A registry of at most `max` URLs.
     pub fn new(max: usize) -> io::Result<Registry> {
         let len = size_of::<Header>() + max.max(1) * size_of::<Entry>();
         // Zero-filled: no entry, every queue slot free.
-        let ptr = super::map_shared_zeroed(len)?;
         Ok(Registry {
-            base: ptr.cast(),
-            len,
+            region: SharedRegion::new_zeroed(len)?,
             max,
         })
     }
@@ -90,13 +83,14 @@ impl Registry {
 
     fn header(&self) -> &Header {
         // SAFETY: the header is at the start of the live mapping.
-        unsafe { &*self.base.cast::<Header>() }
+        unsafe { &*self.region.as_ptr().cast::<Header>() }
     }
 
     fn entry(&self, j: usize) -> *mut Entry {
         assert!(j < self.max);
+        let base = self.region.as_ptr();
         // SAFETY: the entries follow the header, inside the mapping.
-        unsafe { self.base.add(size_of::<Header>()).cast::<Entry>().add(j) }
+        unsafe { base.add(size_of::<Header>()).cast::<Entry>().add(j) }
     }
 
     /// How many URLs are registered.
@@ -203,14 +197,6 @@ impl Registry {
             refused_prefix: h.refused_prefix.load(Ordering::Relaxed),
             queue_full: h.queue_full.load(Ordering::Relaxed),
         }
-    }
-}
-
-impl Drop for Registry {
-    fn drop(&mut self) {
-        // SAFETY: the mapping made in `new`; nothing borrows from it once
-        // its owner is dropped.
-        unsafe { libc::munmap(self.base.cast(), self.len) };
     }
 }
 

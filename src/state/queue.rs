@@ -137,30 +137,23 @@ fn alive(pid: u32) -> bool {
 #[cfg(test)]
 mod tests {
     use super::{alive, PushError, Queue, FREE};
+    use crate::state::SharedRegion;
     use core::sync::atomic::Ordering;
     use std::time::{Duration, Instant};
 
     type Small = Queue<4, 16>;
 
     /// A zero-filled shared mapping holding one queue, as an owner makes.
-    struct Mapped(*mut Small);
+    struct Mapped(SharedRegion);
 
     impl Mapped {
         fn new() -> Mapped {
-            let ptr = crate::state::map_shared_zeroed(size_of::<Small>()).unwrap();
-            Mapped(ptr.cast())
+            Mapped(SharedRegion::new_zeroed(size_of::<Small>()).unwrap())
         }
 
         fn queue(&self) -> &Small {
             // SAFETY: a live zero-filled mapping, a valid empty queue.
-            unsafe { &*self.0 }
-        }
-    }
-
-    impl Drop for Mapped {
-        fn drop(&mut self) {
-            // SAFETY: the mapping made in `new`, borrowed by nothing now.
-            unsafe { libc::munmap(self.0.cast(), size_of::<Small>()) };
+            unsafe { &*self.0.as_ptr().cast::<Small>() }
         }
     }
 

@@ -137,7 +137,10 @@ pub fn attributes<'a>(der: &'a [u8], mut each: impl FnMut(Attribute<'a>)) -> Opt
 mod tests {
     use super::{attributes, Attribute, Tlv};
 
-    fn read(input: &[u8]) -> Option<(u8, bool, u32, &[u8], &[u8])> {
+    /// A TLV's class, form, tag and content, then the input after it.
+    type Read<'a> = (u8, bool, u32, &'a [u8], &'a [u8]);
+
+    fn read(input: &[u8]) -> Option<Read<'_>> {
         let (tlv, rest) = Tlv::read(input)?;
         Some((tlv.class, tlv.constructed, tlv.tag, tlv.content, rest))
     }
@@ -181,7 +184,11 @@ mod tests {
         assert_eq!(read(b""), None);
     }
 
-    fn names(der: &[u8]) -> Option<Vec<(bool, Vec<u8>, u32, Vec<u8>)>> {
+    /// An attribute: first in its RDN, its type's OID, its value's tag and
+    /// content.
+    type Named = (bool, Vec<u8>, u32, Vec<u8>);
+
+    fn names(der: &[u8]) -> Option<Vec<Named>> {
         let mut out = Vec::new();
         attributes(der, |a: Attribute<'_>| {
             out.push((

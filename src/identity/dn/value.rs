@@ -243,7 +243,10 @@ mod tests {
         // Where it sits, and how many there are.
         let o = atv("2.5.4.10", &utf8("Example"));
         let cn = |s: &str| atv(OID_CN, &utf8(s));
-        assert_eq!(cn_of(&name_der(&[&[o.clone()], &[cn("a")]])), some("a"));
+        assert_eq!(
+            cn_of(&name_der(&[core::slice::from_ref(&o), &[cn("a")]])),
+            some("a")
+        );
         assert_eq!(cn_of(&name_der(&[&[o.clone(), cn("a")]])), some("a"));
         assert_eq!(cn_of(&name_der(&[&[cn("a"), cn("b")]])), None);
         assert_eq!(cn_of(&name_der(&[&[cn("a")], &[o.clone(), cn("a")]])), None);

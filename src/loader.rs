@@ -545,8 +545,6 @@ mod tests {
     use super::{stale, FileId, Kind, Loader, Source};
     use crate::state::Shared;
 
-    /// What a loader process started after another one died learns of the
-    /// files its predecessor read.
     /// The warning goes by the grace as the access check does: denied
     /// only past nextUpdate plus the grace.
     #[test]
@@ -562,6 +560,8 @@ mod tests {
             .contains("still pass"));
     }
 
+    /// What a loader process started after another one died learns of the
+    /// files its predecessor read.
     #[test]
     fn remembers_what_was_published() {
         let path = std::env::temp_dir().join(format!("mtls-remember-{}", std::process::id()));

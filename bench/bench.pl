@@ -24,6 +24,7 @@ use File::Copy ();
 use File::Path ();
 use File::Temp ();
 use Getopt::Long ();
+use IO::Select;
 use IO::Socket::INET;
 use JSON::PP ();
 use POSIX qw(:sys_wait_h);
@@ -162,6 +163,12 @@ mtls_pki('revoke', 'revoked');
 
 my %cert = map { $_ => ["$pki/certs/$_.crt", "$pki/certs/$_.key"] }
 	($client_cn, 'intruder', 'revoked', @waiters);
+my %ocsp_req;
+for my $who (@waiters) {
+	Mtls::run_cmd('openssl', 'ocsp', '-issuer', "$pki/ca.crt", '-cert',
+		"$pki/certs/$who.crt", '-no_nonce', '-reqout', "$w/$who.ocsp-req");
+	$ocsp_req{$who} = Mtls::slurp("$w/$who.ocsp-req");
+}
 my ($ccert, $ckey) = @{$cert{$client_cn}};
 my $revoked_serial = Mtls::serial_hex("$pki/certs/revoked.crt");
 
@@ -251,28 +258,59 @@ if (want('ocsp') || want('ocsp-wait')) {
 	push @daemons, $pid;
 }
 
+# A proxy that passes each OCSP request on to "openssl ocsp" $delay
+# seconds after it came, in one process without forking: the responder's
+# side of a look-up costs the load generator's CPU as little as it can,
+# since in a deployment it runs elsewhere.
 sub slow_proxy {
 	my ($port, $to, $delay) = @_;
 	my $server = IO::Socket::INET->new(LocalAddr => "127.0.0.1:$port",
 		Listen => 64, ReuseAddr => 1) or die "listen: $!\n";
-	$SIG{CHLD} = 'IGNORE';
+	my $select = IO::Select->new($server);
+	my %c;    # fileno => { sock, in, due }
 	while (1) {
-		my $c = $server->accept() or next;
-		my $pid = fork();
-		if (defined $pid && $pid == 0) {
-			my $head = '';
-			$head .= $_ while defined($_ = <$c>) && $_ ne "\r\n";
+		my $now = Time::HiRes::time();
+		my @due = sort { $a <=> $b } grep { defined } map { $_->{due} }
+			values %c;
+		my $wait = @due ? ($due[0] > $now ? $due[0] - $now : 0) : undef;
+		for my $s ($select->can_read($wait)) {
+			if ($s == $server) {
+				my $new = $server->accept() or next;
+				$c{fileno $new} = { sock => $new, in => '' };
+				$select->add($new);
+				next;
+			}
+			my $c = $c{fileno $s};
+			if (!sysread($s, $c->{in}, 65536, length $c->{in})) {
+				$select->remove($s);
+				delete $c{fileno $s};
+				close $s;
+				next;
+			}
+			my ($head, $body) = split /\r\n\r\n/, $c->{in}, 2;
+			next unless defined $body;
 			my ($len) = $head =~ /^Content-Length:\s*(\d+)/mi;
-			read($c, my $body, $len // 0);
-			Time::HiRes::sleep($delay);
-			my $s = IO::Socket::INET->new("127.0.0.1:$to") or POSIX::_exit(1);
-			print $s "POST / HTTP/1.0\r\nContent-Type: application/ocsp-request"
-				. "\r\nContent-Length: " . length($body) . "\r\n\r\n$body";
-			local $/;
-			print $c scalar <$s>;
-			POSIX::_exit(0);
+			next if length($body) < ($len // 0);
+			$c->{body} = $body;
+			$c->{due} //= Time::HiRes::time() + $delay;
+			$select->remove($s);
 		}
-		close $c;
+		$now = Time::HiRes::time();
+		for my $fd (grep { defined $c{$_}{due} && $c{$_}{due} <= $now }
+			keys %c)
+		{
+			my $c = delete $c{$fd};
+			my $body = $c->{body};
+			if (my $s = IO::Socket::INET->new("127.0.0.1:$to")) {
+				print $s "POST / HTTP/1.0\r\nContent-Type:"
+					. " application/ocsp-request\r\nContent-Length: "
+					. length($body) . "\r\n\r\n$body";
+				local $/;
+				my $answer = <$s>;
+				print { $c->{sock} } $answer if defined $answer;
+			}
+			close $c->{sock};
+		}
 	}
 }
 
@@ -593,6 +631,25 @@ sub cpu_ns {
 	return $ns;
 }
 
+# The revocation loaders of nginx $n, found in its process group (not
+# by Mtls::loaders, which needs a table in /dev/shm).
+sub loaders_of {
+	my ($n) = @_;
+	return grep {
+		my $st = -r "/proc/$_/stat" ? Mtls::slurp("/proc/$_/stat") : '';
+		((split ' ', substr($st, rindex($st, ')') + 1))[2] // 0) == $n->{pid}
+			&& Mtls::cmdline($_) =~ /mtls revocation loader/
+	} map { m{/(\d+)$} } glob '/proc/[0-9]*';
+}
+
+# The CPU time of all of a process's threads, in ns.
+sub tasks_cpu_ns {
+	my ($pid) = @_;
+	my $ns = 0;
+	$ns += cpu_ns($_) for map { m{/(\d+)$} } glob "/proc/$pid/task/*";
+	return $ns;
+}
+
 # One oha run against nginx $n; returns requests per second, latencies
 # (ms), failures (errors and any status but 200, with their kinds) and the
 # worker's CPU time per response (us).
@@ -783,7 +840,10 @@ my %owait;    # mode => [ result per round ]
 if (want('ocsp-wait')) {
 	my $next = 0;
 	for my $round (1 .. $o{ocsp_rounds}) {
-		for my $mode (qw(quiet waiting)) {
+		# Each round starts with the next mode.
+		my @modes = qw(quiet responder waiting);
+		push @modes, splice(@modes, 0, ($round - 1) % @modes);
+		for my $mode (@modes) {
 			# check() waits 2 s for the client's first answer.
 			my $n = start('ocsp-slow');
 			check($n);
@@ -803,15 +863,31 @@ if (want('ocsp-wait')) {
 						? $waiters[$next++ % @waiters] : $client_cn;
 					my ($crt, $key) = @{$cert{$who}};
 					my $start = Time::HiRes::time();
+					my $s;
+					if ($mode eq 'responder') {
+						my $der = $ocsp_req{$waiters[$next++ % @waiters]};
+						$s = IO::Socket::INET->new("127.0.0.1:$slow_port")
+							or die "slow proxy: $!\n";
+						print $s "POST / HTTP/1.0\r\nContent-Type: application/ocsp-request\r\nContent-Length: " . length($der) . "\r\n\r\n$der";
+					}
 					push @times, `taskset -c $o{load_cpus} curl -s -o /dev/null -w '%{http_code} %{time_total}' --max-time 10 --cacert $pki/ca.crt --cert $crt --key $key https://localhost:$n->{port}/index.html`;
+					if ($s) {
+						local $/;
+						my $answer = <$s>;
+					}
 					my $left = 2.0 - (Time::HiRes::time() - $start);
-					Time::HiRes::sleep($left) if $mode eq 'quiet' && $left > 0;
+					Time::HiRes::sleep($left) if $mode ne 'waiting' && $left > 0;
 				}
 				Mtls::spew("$n->{dir}/waiters", join("\n", @times));
 				POSIX::_exit(0);
 			}
+			my @loader = loaders_of($n);
+			my $lcpu = 0;
+			$lcpu -= tasks_cpu_ns($_) for @loader;
 			my $r = oha($n, rate => $o{ocsp_rate}, connections => 8,
 				duration => $o{ocsp_seconds});
+			$lcpu += tasks_cpu_ns($_) for @loader;
+			$r->{loader_ms} = $lcpu / 1e6;
 			{
 				waitpid($waiter, 0);
 				my @w = map { [ split ' ' ] }
@@ -821,7 +897,7 @@ if (want('ocsp-wait')) {
 			}
 			push @{$owait{$mode}}, $r;
 			say_(sprintf('ocsp-wait round %d %-7s p50 %.2f p99 %.2f max %.2f'
-				. ' ms, %d failed%s', $round, $mode, @$r{qw(p50 p99 max)},
+				. ' ms, worker %.1f us/req, loader %.1f ms, %d failed%s', $round, $mode, @$r{qw(p50 p99 max cpu loader_ms)},
 				$r->{failed}, $r->{waits} ? ', second client ' . join(', ',
 				map { sprintf('%.2f s', $_) } @{$r->{waits}}) : ''));
 			stop($n);
@@ -1151,35 +1227,45 @@ if (%reload) {
 if (%owait) {
 	push @md, '## OCSP: other connections while a look-up waits', '',
 		"The OCSP configuration with a responder that answers after 2 s"
-		. " (a proxy in front of \"openssl ocsp\"), mtls_ocsp_timeout 5s;"
-		. " keep-alive, 8 connections at $o{ocsp_rate} requests per second"
-		. " (open loop) for $o{ocsp_seconds} s with the benchmark client,"
-		. ' whose answer is cached. Meanwhile, from 0.5 s on, a second'
-		. ' client (curl) connects again and again, one request at a'
-		. ' time: \"waiting\", each time with a certificate new to the'
-		. ' cache, so that each request waits for its look-up; \"quiet\",'
-		. ' with the benchmark client\'s certificate, at the same pace (one'
+		. " (a one-process proxy in front of \"openssl ocsp\"),"
+		. " mtls_ocsp_timeout 5s; keep-alive, 8 connections at"
+		. " $o{ocsp_rate} requests per second (open loop) for"
+		. " $o{ocsp_seconds} s with the benchmark client, whose answer is"
+		. ' cached. Meanwhile, from 0.5 s on, a second client (curl)'
+		. ' connects again and again, one request at a time:'
+		. ' \"waiting\", each time with a certificate new to the cache, so'
+		. ' that each request waits 2 s for its look-up; \"quiet\", with'
+		. ' the benchmark client\'s certificate, at the same pace (one'
 		. ' request every 2 s), so that the two runs differ by the waits'
-		. " alone. A fresh nginx each run, one worker; $o{ocsp_rounds}"
-		. ' rounds. Latencies in ms, min / median / max over the rounds.',
+		. ' alone; \"responder\", as quiet, while the same look-ups as'
+		. ' in the waiting run are sent to the proxy from outside nginx:'
+		. ' the responder\'s share of the load generator\'s CPU, which a'
+		. ' deployment has on another machine. A fresh nginx each run, one'
+		. " worker; $o{ocsp_rounds} rounds, each starting with the next"
+		. ' mode. Latencies in ms, min / median / max over the rounds.',
 		'',
-		'| run | p50 | p99 | max | failed requests | second client\'s requests (s) |',
-		'|---|---|---|---|---:|---|';
-	for my $mode (qw(quiet waiting)) {
+		'| run | p50 | p99 | max | worker CPU per request (us) | loader CPU per run (ms) | failed requests | second client\'s requests (s) |',
+		'|---|---|---|---|---|---|---:|---|';
+	for my $mode (qw(quiet responder waiting)) {
 		my $rs = $owait{$mode};
 		my $failed = 0;
 		$failed += $_->{failed} for @$rs;
-		push @md, sprintf('| %s | %s | %s | %s | %d | %s |', $mode,
-			(map { my $k = $_; join(' / ', map { f2($_) }
-				mmm(map { $_->{$k} } @$rs)) } qw(p50 p99 max)),
+		push @md, sprintf('| %s | %s | %s | %s | %s | %s | %d | %s |',
+			$mode, (map { my $k = $_; join(' / ', map { f2($_) }
+				mmm(map { $_->{$k} } @$rs)) }
+				qw(p50 p99 max cpu loader_ms)),
 			$failed, join(', ', map { sprintf('%.2f', $_) }
 				map { @{$_->{waits} // []} } @$rs) || '-');
 	}
-	my @d = map { $owait{waiting}[$_]{p99} - $owait{quiet}[$_]{p99} }
-		0 .. $#{$owait{waiting}};
-	push @md, '', sprintf('p99 while waiting minus quiet, within each round:'
-		. ' median %+.2f ms (%+.2f to %+.2f).', (mmm(@d))[1, 0, 2]),
-		'Every request of the second client was answered 200: '
+	push @md, '';
+	for my $base (qw(quiet responder)) {
+		my @d = map { $owait{waiting}[$_]{p99} - $owait{$base}[$_]{p99} }
+			0 .. $#{$owait{waiting}};
+		push @md, sprintf("p99 while waiting minus $base, within each"
+			. ' round: median %+.2f ms (%+.2f to %+.2f).',
+			(mmm(@d))[1, 0, 2]);
+	}
+	push @md, '', 'Every request of the second client was answered 200: '
 		. ((grep { !$_->{waits_ok} } map { @$_ } values %owait) ? 'NO'
 			: 'yes')
 		. '.', '';

@@ -36,7 +36,8 @@ const READ_TRIES: usize = 64;
 /// A certificate as recorded.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Seen {
-    /// SHA-256 of its DER: what makes two sightings the same certificate.
+    /// What makes two sightings the same certificate: its SHA-1
+    /// fingerprint, zero-padded (see [`crate::status::expiry::seen`]).
     pub fingerprint: [u8; 32],
     /// Unix times.
     pub not_after: i64,

@@ -267,6 +267,8 @@ sub slow_proxy {
 	my $server = IO::Socket::INET->new(LocalAddr => "127.0.0.1:$port",
 		Listen => 64, ReuseAddr => 1) or die "listen: $!\n";
 	my $select = IO::Select->new($server);
+	# A client gone before its answer must not end the proxy.
+	$SIG{PIPE} = 'IGNORE';
 	my %c;    # fileno => { sock, in, due }
 	while (1) {
 		my $now = Time::HiRes::time();

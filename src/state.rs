@@ -190,40 +190,6 @@ pub struct Shared {
     token: String,
 }
 
-/// Sleeps until `word`, a counter in a shared mapping, is no longer
-/// `seen`, or `limit` has passed; returns at once where it already moved.
-pub(crate) fn futex_wait(
-    word: &core::sync::atomic::AtomicU32,
-    seen: u32,
-    limit: std::time::Duration,
-) {
-    let ts = libc::timespec {
-        tv_sec: limit.as_secs() as libc::time_t,
-        tv_nsec: libc::c_long::from(limit.subsec_nanos() as i32),
-    };
-    // SAFETY: FUTEX_WAIT on a live, aligned u32 of a shared mapping (hence
-    // not FUTEX_PRIVATE), with a valid relative timeout; it returns at
-    // once where the value is no longer `seen`.
-    unsafe {
-        libc::syscall(
-            libc::SYS_futex,
-            word.as_ptr(),
-            libc::FUTEX_WAIT,
-            seen,
-            &ts as *const libc::timespec,
-        );
-    }
-}
-
-/// Wakes a process sleeping in [`futex_wait`] on `word`.
-pub(crate) fn futex_wake(word: &core::sync::atomic::AtomicU32) {
-    // SAFETY: FUTEX_WAKE on a live, aligned u32 of a shared mapping; it
-    // never blocks.
-    unsafe {
-        libc::syscall(libc::SYS_futex, word.as_ptr(), libc::FUTEX_WAKE, 1);
-    }
-}
-
 impl Shared {
     pub fn new(sources: usize) -> io::Result<Shared> {
         let len = core::mem::size_of::<Control>() + sources * core::mem::size_of::<Slot>();

@@ -108,7 +108,7 @@ impl<const SLOTS: usize, const BYTES: usize> Queue<SLOTS, BYTES> {
     /// Wakes the loader, as a push does (for work that ended elsewhere).
     pub fn notify(&self) {
         self.pushed.fetch_add(1, Ordering::Release);
-        super::futex_wake(&self.pushed);
+        futex_wake(&self.pushed);
     }
 
     /// The push count, to wait on.
@@ -118,7 +118,37 @@ impl<const SLOTS: usize, const BYTES: usize> Queue<SLOTS, BYTES> {
 
     /// Sleeps until a push after `seen`, at most `limit`.
     pub fn wait(&self, seen: u32, limit: Duration) {
-        super::futex_wait(&self.pushed, seen, limit);
+        futex_wait(&self.pushed, seen, limit);
+    }
+}
+
+/// Sleeps until `word`, a counter in a shared mapping, is no longer
+/// `seen`, or `limit` has passed; returns at once where it already moved.
+fn futex_wait(word: &AtomicU32, seen: u32, limit: Duration) {
+    let ts = libc::timespec {
+        tv_sec: limit.as_secs() as libc::time_t,
+        tv_nsec: libc::c_long::from(limit.subsec_nanos() as i32),
+    };
+    // SAFETY: FUTEX_WAIT on a live, aligned u32 of a shared mapping (hence
+    // not FUTEX_PRIVATE), with a valid relative timeout; it returns at
+    // once where the value is no longer `seen`.
+    unsafe {
+        libc::syscall(
+            libc::SYS_futex,
+            word.as_ptr(),
+            libc::FUTEX_WAIT,
+            seen,
+            &ts as *const libc::timespec,
+        );
+    }
+}
+
+/// Wakes a process sleeping in [`futex_wait`] on `word`.
+fn futex_wake(word: &AtomicU32) {
+    // SAFETY: FUTEX_WAKE on a live, aligned u32 of a shared mapping; it
+    // never blocks.
+    unsafe {
+        libc::syscall(libc::SYS_futex, word.as_ptr(), libc::FUTEX_WAKE, 1);
     }
 }
 

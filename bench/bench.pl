@@ -19,12 +19,12 @@ use FindBin;
 use lib "$FindBin::Bin/../t/lib";
 
 use Mtls;
+use MtlsOcsp;
 
 use File::Copy ();
 use File::Path ();
 use File::Temp ();
 use Getopt::Long ();
-use IO::Select;
 use IO::Socket::INET;
 use JSON::PP ();
 use POSIX qw(:sys_wait_h);
@@ -252,69 +252,14 @@ if (want('ocsp') || want('ocsp-wait')) {
 	if (!$pid) {
 		system("taskset -cp $o{load_cpus} $$ >/dev/null") == 0
 			or die "taskset: $?\n";
-		slow_proxy($slow_port, $ocsp_port, 2);
+		# In one process, which costs the load generator's CPU as little
+		# as it can: in a deployment, the responder runs elsewhere.
+		MtlsOcsp::delaying_proxy($slow_port, $ocsp_port, 2);
 		POSIX::_exit(0);
 	}
 	push @daemons, $pid;
 }
 
-# A proxy that passes each OCSP request on to "openssl ocsp" $delay
-# seconds after it came, in one process without forking: the responder's
-# side of a look-up costs the load generator's CPU as little as it can,
-# since in a deployment it runs elsewhere.
-sub slow_proxy {
-	my ($port, $to, $delay) = @_;
-	my $server = IO::Socket::INET->new(LocalAddr => "127.0.0.1:$port",
-		Listen => 64, ReuseAddr => 1) or die "listen: $!\n";
-	my $select = IO::Select->new($server);
-	# A client gone before its answer must not end the proxy.
-	$SIG{PIPE} = 'IGNORE';
-	my %c;    # fileno => { sock, in, due }
-	while (1) {
-		my $now = Time::HiRes::time();
-		my @due = sort { $a <=> $b } grep { defined } map { $_->{due} }
-			values %c;
-		my $wait = @due ? ($due[0] > $now ? $due[0] - $now : 0) : undef;
-		for my $s ($select->can_read($wait)) {
-			if ($s == $server) {
-				my $new = $server->accept() or next;
-				$c{fileno $new} = { sock => $new, in => '' };
-				$select->add($new);
-				next;
-			}
-			my $c = $c{fileno $s};
-			if (!sysread($s, $c->{in}, 65536, length $c->{in})) {
-				$select->remove($s);
-				delete $c{fileno $s};
-				close $s;
-				next;
-			}
-			my ($head, $body) = split /\r\n\r\n/, $c->{in}, 2;
-			next unless defined $body;
-			my ($len) = $head =~ /^Content-Length:\s*(\d+)/mi;
-			next if length($body) < ($len // 0);
-			$c->{body} = $body;
-			$c->{due} //= Time::HiRes::time() + $delay;
-			$select->remove($s);
-		}
-		$now = Time::HiRes::time();
-		for my $fd (grep { defined $c{$_}{due} && $c{$_}{due} <= $now }
-			keys %c)
-		{
-			my $c = delete $c{$fd};
-			my $body = $c->{body};
-			if (my $s = IO::Socket::INET->new("127.0.0.1:$to")) {
-				print $s "POST / HTTP/1.0\r\nContent-Type:"
-					. " application/ocsp-request\r\nContent-Length: "
-					. length($body) . "\r\n\r\n$body";
-				local $/;
-				my $answer = <$s>;
-				print { $c->{sock} } $answer if defined $answer;
-			}
-			close $c->{sock};
-		}
-	}
-}
 
 ###############################################################################
 # Configurations
@@ -849,12 +794,15 @@ if (want('ocsp-wait')) {
 			# check() waits 2 s for the client's first answer.
 			my $n = start('ocsp-slow');
 			check($n);
-			# The same client in both modes, from 0.5 s into the run to
+			# The same client in every mode, from 0.5 s into the run to
 			# its end, one request at a time: waiting, a certificate new
 			# to the cache each time (the look-up takes 2 s); quiet, the
 			# client's certificate, whose answer is cached, at the same
-			# pace. So the two runs differ by the waits alone, not by
-			# the client's handshakes or its curl processes.
+			# pace; responder, as quiet, while it sends the proxy the
+			# look-ups the waiting run makes nginx send. So the runs
+			# differ by the waits alone, not by the client's handshakes
+			# or its curl processes, and responder tells the proxy's and
+			# "openssl ocsp"'s share from nginx's.
 			my $waiter = fork // die "fork: $!\n";
 			if (!$waiter) {
 				Time::HiRes::sleep(0.5);
@@ -870,7 +818,7 @@ if (want('ocsp-wait')) {
 						my $der = $ocsp_req{$waiters[$next++ % @waiters]};
 						$s = IO::Socket::INET->new("127.0.0.1:$slow_port")
 							or die "slow proxy: $!\n";
-						print $s "POST / HTTP/1.0\r\nContent-Type: application/ocsp-request\r\nContent-Length: " . length($der) . "\r\n\r\n$der";
+						MtlsOcsp::post($s, $der);
 					}
 					push @times, `taskset -c $o{load_cpus} curl -s -o /dev/null -w '%{http_code} %{time_total}' --max-time 10 --cacert $pki/ca.crt --cert $crt --key $key https://localhost:$n->{port}/index.html`;
 					if ($s) {

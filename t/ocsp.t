@@ -442,11 +442,7 @@ sub serve {
 
 	if ($case eq 'slow') {
 		sleep($path =~ /patient/ ? 2 : 3);
-		my $s = IO::Socket::INET->new("127.0.0.1:$real") or return;
-		print $s "POST / HTTP/1.0\r\nContent-Type: application/ocsp-request\r\n"
-			. 'Content-Length: ' . length($body) . "\r\n\r\n$body";
-		local $/;
-		my $answer = <$s>;
+		my $answer = MtlsOcsp::ask($real, $body) // return;
 		print $c $answer;
 
 	} elsif ($case eq '500') {

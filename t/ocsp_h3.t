@@ -23,7 +23,6 @@ use Test::Nginx;
 use Mtls;
 use MtlsOcsp;
 
-use IO::Socket::INET;
 use POSIX ();
 use Time::HiRes ();
 
@@ -165,7 +164,7 @@ index_with('mallory');
 my $responder = MtlsOcsp::Responder->new(dir => $d, name => 'responder',
 	port => $real, index => 'ca.idx', ca => 'ca', signer => 'ca')->start();
 
-$t->run_daemon(\&slow_proxy, $slow, $real);
+$t->run_daemon(\&MtlsOcsp::delaying_proxy, $slow, $real, 1);
 $t->waitforsocket("127.0.0.1:$slow") or die "no slow proxy\n";
 
 $t->run();
@@ -320,51 +319,5 @@ is(Mtls::outcome($bob && $bob->get('/')), '200 allow',
 
 $_ && $_->close() for $bob, $carol, $dave;
 $responder->stop();
-
-###############################################################################
-
-# forwards each OCSP request to the real responder a second after it came
-
-sub slow_proxy {
-	my ($port, $real) = @_;
-
-	my $server = IO::Socket::INET->new(LocalAddr => "127.0.0.1:$port",
-		Listen => 64, ReuseAddr => 1) or die "listen: $!\n";
-	$SIG{CHLD} = 'IGNORE';
-
-	while (1) {
-		my $c = $server->accept() or next;
-		my $pid = fork();
-		if (defined $pid && $pid == 0) {
-			eval { forward($c, $real) };
-			POSIX::_exit(0);
-		}
-		close $c;
-	}
-}
-
-sub forward {
-	my ($c, $real) = @_;
-
-	my $head = '';
-	$head .= $_ while defined($_ = <$c>) && $_ ne "\r\n";
-	my ($len) = $head =~ /^Content-Length:\s*(\d+)/mi;
-	my $body = '';
-	read($c, $body, $len // 0);
-
-	# not for waitforsocket()'s connection: "openssl ocsp" would wait for
-	# ever for the body of an empty request
-	return unless length $body;
-
-	sleep(1);
-
-	my $s = IO::Socket::INET->new("127.0.0.1:$real") or return;
-	print $s "POST / HTTP/1.0\r\nContent-Type: application/ocsp-request\r\n"
-		. 'Content-Length: ' . length($body) . "\r\n\r\n$body";
-	local $/;
-	my $answer = <$s>;
-	print $c $answer;
-	close $c;
-}
 
 ###############################################################################

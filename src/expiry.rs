@@ -1,8 +1,10 @@
 //! When the client certificates seen expire: counts by remaining validity
 //! and the soonest-expiring distinct certificates, for `mtls_status`.
 //!
-//! A certificate is recorded once per TLS connection, when the module
-//! first looks at it, never per request. The data lives in an anonymous
+//! A certificate is recorded once per TLS connection, never per request:
+//! its worker collects it when the module first looks at it, and writes
+//! its collected certificates together, at most 100 ms later
+//! (`src/status/expiry.rs`). The data lives in an anonymous
 //! shared mapping that the master makes with each configuration, so it
 //! starts afresh at start and reload and every worker of the configuration
 //! inherits it:
@@ -36,9 +38,9 @@ const READ_TRIES: usize = 64;
 /// A certificate as recorded.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Seen {
-    /// What makes two sightings the same certificate: its SHA-1
-    /// fingerprint, zero-padded (see [`crate::status::expiry::seen`]).
-    pub fingerprint: [u8; 32],
+    /// What makes two sightings the same certificate: the last 32 bytes
+    /// of its signature (`src/status/expiry.rs`).
+    pub key: [u8; 32],
     /// Unix times.
     pub not_after: i64,
     pub last_seen: i64,
@@ -65,7 +67,7 @@ struct Entry {
     /// 0 for an entry never written.
     not_after: AtomicI64,
     last_seen: AtomicI64,
-    fingerprint: [AtomicU8; 32],
+    key: [AtomicU8; 32],
     subject_len: AtomicU64,
     subject: [AtomicU8; SUBJECT_LEN],
     serial_len: AtomicU64,
@@ -137,7 +139,7 @@ impl Zone {
 
     /// Records a certificate seen at `now` on a new connection by worker
     /// `worker`: counted by its remaining validity, and kept in that
-    /// worker's table if it is among the soonest to expire. `fingerprint`
+    /// worker's table if it is among the soonest to expire. `key`
     /// is called only then, `names` (subject and serial) only for a
     /// certificate the table does not hold yet.
     pub fn record(
@@ -145,7 +147,7 @@ impl Zone {
         worker: usize,
         not_after: i64,
         now: i64,
-        fingerprint: impl FnOnce() -> Option<[u8; 32]>,
+        key: impl FnOnce() -> Option<[u8; 32]>,
         names: impl FnOnce() -> (String, String),
     ) {
         let h = self.header();
@@ -172,14 +174,14 @@ impl Zone {
         if full && not_after > latest_not_after {
             return;
         }
-        let Some(fingerprint) = fingerprint() else {
+        let Some(key) = key() else {
             return;
         };
         let same = table.iter().find(|e| {
             e.not_after.load(Ordering::Relaxed) == not_after
-                && e.fingerprint
+                && e.key
                     .iter()
-                    .zip(&fingerprint)
+                    .zip(&key)
                     .all(|(a, b)| a.load(Ordering::Relaxed) == *b)
         });
         if let Some(e) = same {
@@ -193,7 +195,7 @@ impl Zone {
         write(&table[latest], |e| {
             e.not_after.store(not_after, Ordering::Relaxed);
             e.last_seen.store(now, Ordering::Relaxed);
-            for (slot, &b) in e.fingerprint.iter().zip(&fingerprint) {
+            for (slot, &b) in e.key.iter().zip(&key) {
                 slot.store(b, Ordering::Relaxed);
             }
             store_text(&e.subject, &e.subject_len, &subject);
@@ -208,7 +210,7 @@ impl Zone {
         for worker in 0..self.workers {
             for e in self.table(worker) {
                 let Some(seen) = read(e) else { continue };
-                match all.iter_mut().find(|s| s.fingerprint == seen.fingerprint) {
+                match all.iter_mut().find(|s| s.key == seen.key) {
                     Some(s) => s.last_seen = s.last_seen.max(seen.last_seen),
                     None => all.push(seen),
                 }
@@ -248,7 +250,7 @@ fn read(e: &Entry) -> Option<Seen> {
         }
         let not_after = e.not_after.load(Ordering::Relaxed);
         let seen = Seen {
-            fingerprint: core::array::from_fn(|i| e.fingerprint[i].load(Ordering::Relaxed)),
+            key: core::array::from_fn(|i| e.key[i].load(Ordering::Relaxed)),
             not_after,
             last_seen: e.last_seen.load(Ordering::Relaxed),
             subject: load_text(&e.subject, &e.subject_len),
@@ -363,7 +365,7 @@ mod tests {
             },
             || unreachable!(),
         );
-        assert!(!described, "later than a full table: no fingerprint");
+        assert!(!described, "later than a full table: no key");
         // Already held: no names.
         zone.record(0, NOW + 2 * DAY, NOW, || Some([58; 32]), || unreachable!());
         let s = zone.snapshot();
@@ -440,8 +442,8 @@ mod tests {
         while !writer.is_finished() || reads == 0 {
             reads += 1;
             for e in zone.snapshot().soonest {
-                let n = e.fingerprint[0];
-                assert!(e.fingerprint.iter().all(|&b| b == n));
+                let n = e.key[0];
+                assert!(e.key.iter().all(|&b| b == n));
                 assert_eq!(e.subject, format!("CN=c{n}"));
                 assert_eq!(e.serial, format!("{n:02X}"));
             }

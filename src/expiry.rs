@@ -1,10 +1,8 @@
 //! When the client certificates seen expire: counts by remaining validity
 //! and the soonest-expiring distinct certificates, for `mtls_status`.
 //!
-//! A certificate is recorded once per TLS connection, never per request:
-//! its worker collects it when the module first looks at it, and writes
-//! its collected certificates together, at most 100 ms later
-//! (`src/status/expiry.rs`). The data lives in an anonymous
+//! A certificate is recorded once per TLS connection, when the module
+//! first looks at it, never per request. The data lives in an anonymous
 //! shared mapping that the master makes with each configuration, so it
 //! starts afresh at start and reload and every worker of the configuration
 //! inherits it:

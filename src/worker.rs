@@ -103,7 +103,16 @@ pub unsafe fn start(cycle: *mut ngx_cycle_t, mcf: &MainConf) {
             None
         }
     };
-    let event = timer_event(on_timer, log);
+    let event: *mut ngx_event_t = Box::into_raw(Box::new(core::mem::zeroed()));
+    (*event).handler = Some(on_timer);
+    (*event).log = log;
+    // Debug logging of timers reads the fd of `data` as a connection's;
+    // like nginx's own standalone timers, point it at a dummy one.
+    let dummy: *mut ngx_connection_t = Box::into_raw(Box::new(core::mem::zeroed()));
+    (*dummy).fd = -1;
+    (*event).data = dummy.cast();
+    // A pending timer must not hold up a graceful shutdown.
+    (*event).set_cancelable(1);
     ngx_add_timer(event, mcf.reload_interval);
     if let Ok(mut running) = RUNNING.lock() {
         *running = Some(Running {
@@ -116,32 +125,6 @@ pub unsafe fn start(cycle: *mut ngx_cycle_t, mcf: &MainConf) {
             event,
         });
     }
-}
-
-/// A timer event of the process's own, as nginx's standalone timers are:
-/// `handler` is called with it, and a pending one does not hold up a
-/// graceful shutdown. Its two boxes (the event, and the dummy connection
-/// its `data` points at) live until the caller frees them, or the process
-/// ends.
-///
-/// # Safety
-/// On the event loop's thread; `log` must outlive every arming of it.
-pub unsafe fn timer_event(
-    handler: unsafe extern "C" fn(*mut ngx_event_t),
-    log: *mut ngx_log_t,
-) -> *mut ngx_event_t {
-    // SAFETY: an all-zero ngx_event_t and ngx_connection_t are what
-    // nginx's own ngx_pcalloc makes.
-    let event: *mut ngx_event_t = Box::into_raw(Box::new(core::mem::zeroed()));
-    (*event).handler = Some(handler);
-    (*event).log = log;
-    // Debug logging of timers reads the fd of `data` as a connection's;
-    // like nginx's own standalone timers, point it at a dummy one.
-    let dummy: *mut ngx_connection_t = Box::into_raw(Box::new(core::mem::zeroed()));
-    (*dummy).fd = -1;
-    (*event).data = dummy.cast();
-    (*event).set_cancelable(1);
-    event
 }
 
 /// Forks a loader process for `loader`. Worker 0 is single-threaded, in

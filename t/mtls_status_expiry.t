@@ -28,7 +28,7 @@ eval { require Protocol::HTTP2::Client; };
 plan(skip_all => 'Protocol::HTTP2 not installed') if $@;
 
 my $t = Test::Nginx->new()->has(qw/http http_ssl http_v2/)
-	->has_daemon('openssl')->plan(40);
+	->has_daemon('openssl')->plan(38);
 
 $t->write_file_expand('nginx.conf', <<'EOF');
 
@@ -124,7 +124,7 @@ $h2->close();
 like(https_get($port, '/off', "$d/year"), qr/^HTTP\/1.1 200/, 'year, off');
 like(https_get($port, '/off'), qr/^HTTP\/1.1 200/, 'no certificate');
 
-$s = settled(6);
+$s = Mtls::mtls_status($status_port)->{client_certs};
 
 is($s->{connections}, 6, 'six connections with a certificate');
 is_deeply($s->{expiring}, { within_1d => 3, within_7d => 1, within_30d => 1,
@@ -178,34 +178,11 @@ Mtls::wait_for(sub { Mtls::workers($t) == 2 });
 is(Mtls::mtls_status($status_port)->{client_certs}{connections}, 0,
 	'reload: nothing seen');
 https_get($port, '/', "$d/days20");
-$s = settled(1);
+$s = Mtls::mtls_status($status_port)->{client_certs};
 is_deeply([ map { $_->{subject} } @{$s->{soonest}} ],
 	[ 'CN=days20,O=Example' ], 'reload: what is seen since');
 
-# a worker writes what it saw in batches (of 64 connections, or every
-# 100 ms): more connections than a batch holds, none lost
-
-https_get($port, '/', "$d/days3") for 1 .. 70;
-$s = settled(71);
-is($s->{connections}, 71, 'batches: every connection counted');
-is_deeply($s->{expiring}, { within_1d => 0, within_7d => 70, within_30d => 1,
-	later => 0 }, 'batches: by remaining validity');
-
 ###############################################################################
-
-# The status's client_certs once $n connections are written: each worker
-# writes its batch within 100 ms, and the status shows at once only the
-# batch of the worker that answers.
-
-sub settled {
-	my ($n) = @_;
-	my $s;
-	Mtls::wait_for(sub {
-		$s = Mtls::mtls_status($status_port)->{client_certs};
-		($s->{connections} // 0) >= $n;
-	});
-	return $s;
-}
 
 sub rfc3339 {
 	return strftime('%Y-%m-%dT%H:%M:%SZ', gmtime($_[0]));

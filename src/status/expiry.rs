@@ -2,14 +2,12 @@
 //! configuration, a certificate recorded when a connection's is first
 //! read, and its part of the JSON and Prometheus output.
 
-use core::cell::RefCell;
 use core::fmt::Write as _;
 use core::ptr;
 use std::sync::Arc;
 
 use ngx::ffi::*;
 use ngx::http::HttpModuleMainConf;
-use openssl::x509::{X509Ref, X509};
 
 use super::{json_str, prom_label, time_or_null};
 use crate::conf::{ConfError, MainConf};
@@ -39,90 +37,9 @@ pub unsafe fn create(cycle: *mut ngx_cycle_t, mcf: &mut MainConf) -> Result<(), 
     Ok(())
 }
 
-/// How many new connections' certificates a worker collects before it
-/// writes them to the zone, and for how long at most.
-const BATCH: usize = 64;
-const BATCH_MS: ngx_msec_t = 100;
-
-/// The certificates of a worker's new connections not yet written to the
-/// zone, with when each was seen. Written together, the record's code
-/// (`X509_digest`, the table scan, the names) is fetched into the CPU's
-/// caches once per batch, rather than once per handshake between two
-/// handshakes that evict it again (bench/NOTES.md, change 19).
-struct Pending {
-    /// The zone they go to: the configuration's at the time they were
-    /// seen (without a master process, a reload makes a new one).
-    zone: Option<Arc<Zone>>,
-    certs: Vec<(X509, i64)>,
-    /// The timer that writes them, made on first use.
-    timer: *mut ngx_event_t,
-}
-
-thread_local! {
-    // A worker is single-threaded: only its event loop's thread uses this.
-    static PENDING: RefCell<Pending> = const {
-        RefCell::new(Pending {
-            zone: None,
-            certs: Vec::new(),
-            timer: ptr::null_mut(),
-        })
-    };
-}
-
-impl Pending {
-    /// Writes the certificates collected to their zone.
-    fn write(&mut self) {
-        let Some(zone) = &self.zone else {
-            self.certs.clear();
-            return;
-        };
-        // SAFETY: set by nginx before the worker serves anything.
-        let worker = unsafe { ptr::read(ptr::addr_of!(ngx_worker)) };
-        for (cert, at) in self.certs.drain(..) {
-            record(zone, worker, &cert, at);
-        }
-    }
-
-    /// Arms the timer that writes the batch, unless it is armed.
-    fn arm(&mut self) {
-        // SAFETY: on the event loop's thread (the only one of a worker);
-        // `ngx_cycle` is the live cycle, whose log outlives a timer of
-        // BATCH_MS (a cycle replaced without a master process is freed
-        // later than that). The event is made once and never freed: the
-        // process's end frees it.
-        unsafe {
-            let cycle = ptr::read(ptr::addr_of!(ngx_cycle));
-            if cycle.is_null() {
-                return;
-            }
-            if self.timer.is_null() {
-                self.timer = crate::worker::timer_event(on_batch_timer, (*cycle).log);
-            }
-            if (*self.timer).timer_set() == 0 {
-                (*self.timer).log = (*cycle).log;
-                ngx_add_timer(self.timer, BATCH_MS);
-            }
-        }
-    }
-}
-
-extern "C" fn on_batch_timer(_ev: *mut ngx_event_t) {
-    let _ = std::panic::catch_unwind(flush);
-}
-
-/// Writes the certificates this worker collected and has not written yet:
-/// before the status reads the zone, so that it shows at least this
-/// worker's connections so far.
-pub fn flush() {
-    let _ = PENDING.try_with(|p| {
-        if let Ok(mut p) = p.try_borrow_mut() {
-            p.write();
-        }
-    });
-}
-
-/// Records the verified certificate of a new connection: collected, and
-/// written to the zone with the next batch.
+/// Records the verified certificate of a new connection. Read from the
+/// certificate itself, not through `id`'s parts: those say what the
+/// decisions read (the debug log shows them), and recording it is none.
 pub fn seen(id: &Identity) {
     // SAFETY: in a worker, `ngx_cycle` is its live cycle.
     let mcf = unsafe {
@@ -135,34 +52,16 @@ pub fn seen(id: &Identity) {
     let Some(zone) = mcf.and_then(|m| m.expiry.as_ref()) else {
         return;
     };
-    let _ = PENDING.try_with(|p| {
-        let Ok(mut p) = p.try_borrow_mut() else {
-            return;
-        };
-        if !p.zone.as_ref().is_some_and(|z| Arc::ptr_eq(z, zone)) {
-            p.write();
-            p.zone = Some(Arc::clone(zone));
-        }
-        p.certs.push((id.cert().to_owned(), ngx_time()));
-        if p.certs.len() >= BATCH {
-            p.write();
-        } else {
-            p.arm();
-        }
-    });
-}
-
-/// Records `cert`, seen at `at`. Read from the certificate itself, not
-/// through an identity's parts: those say what the decisions read (the
-/// debug log shows them), and recording it is none.
-fn record(zone: &Zone, worker: usize, cert: &X509Ref, at: i64) {
+    let cert = id.cert();
     let Some(not_after) = x509::not_after(cert) else {
         return;
     };
+    // SAFETY: set by nginx before the worker serves anything.
+    let worker = unsafe { ptr::read(ptr::addr_of!(ngx_worker)) };
     zone.record(
         worker,
         not_after,
-        at,
+        ngx_time(),
         // What makes two sightings one certificate: the end of its
         // signature, which no other certificate has (a signature
         // covers the whole certificate, with a random nonce or the CA's
@@ -190,7 +89,6 @@ fn record(zone: &Zone, worker: usize, cert: &X509Ref, at: i64) {
 }
 
 fn snapshot(mcf: &MainConf) -> Snapshot {
-    flush();
     mcf.expiry
         .as_ref()
         .map(|zone| zone.snapshot())

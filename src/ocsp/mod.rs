@@ -189,29 +189,11 @@ fn response_status_name(status: OcspResponseStatus) -> &'static str {
     }
 }
 
-extern "C" {
-    // Not in openssl-sys; in OpenSSL since 1.1.1. A GeneralizedTime is an
-    // ASN1_TIME to it.
-    fn ASN1_TIME_to_tm(time: *const openssl_sys::ASN1_TIME, tm: *mut libc::tm) -> libc::c_int;
-}
-
 fn unix_time(t: &openssl::asn1::Asn1GeneralizedTimeRef) -> Option<i64> {
     use foreign_types::ForeignTypeRef;
-    // SAFETY: `tm` is plain data that ASN1_TIME_to_tm fills in; the time
-    // belongs to the response, alive for this call.
-    let tm = unsafe {
-        let mut tm: libc::tm = std::mem::zeroed();
-        if ASN1_TIME_to_tm(t.as_ptr().cast(), &mut tm) != 1 {
-            return None;
-        }
-        tm
-    };
-    Some(crate::identity::unix_time(
-        i64::from(tm.tm_year) + 1900,
-        i64::from(tm.tm_mon) + 1,
-        i64::from(tm.tm_mday),
-        i64::from(tm.tm_hour) * 3600 + i64::from(tm.tm_min) * 60 + i64::from(tm.tm_sec),
-    ))
+    // SAFETY: a GeneralizedTime is an ASN1_TIME to OpenSSL; it belongs to
+    // the response, alive for this call.
+    unsafe { x509::time(t.as_ptr().cast()) }
 }
 
 #[cfg(test)]
